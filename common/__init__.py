@@ -1,0 +1,1 @@
+"""Shared infrastructure: typed config, CLI adapters, checkpoints, logging, seeding."""

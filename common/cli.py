@@ -1,0 +1,191 @@
+"""The upstream CLI, as an adapter.
+
+The paper's README commands must work verbatim (``--mode simclr_DIA
+--shift_trans_type diffusion_rotation ...``). This module is the only place
+that parses those flags and translates them, through the tables below, into
+the orthogonal fields of ``common.config``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+from common.config import (AugmentConfig, DataConfig, DissolveConfig, EvalConfig, LossConfig, ModelConfig,
+                           OptimConfig, RunConfig, ShiftConfig, TrainConfig)
+from common.errors import UserError
+
+# --mode -> whether the dissolved branch exists (METHOD §3).
+TRAIN_MODES = {"simclr_CSI": False, "simclr_DIA": True}
+
+# --shift_trans_type -> (dissolve method, shift kind). "identity" is upstream's
+# behaviour for simclr_DIA with a plain shift (the third branch is one more
+# flipped view, upstream-behaviour Q3); "resize" is the "resize only" column
+# of paper Table 8 (upstream's blurnone).
+SHIFT_TRANS_TYPES = {
+    "rotation": ("identity", "rotation"),
+    "cutperm": ("identity", "cutperm"),
+    "diffusion_rotation": ("ddpm", "rotation"),
+    "diffusion_cutperm": ("ddpm", "cutperm"),
+    "blurgaussian_rotation": ("gaussian", "rotation"),
+    "blurgaussian_cutperm": ("gaussian", "cutperm"),
+    "blurmedian_rotation": ("median", "rotation"),
+    "blurmedian_cutperm": ("median", "cutperm"),
+    "blurnone_rotation": ("resize", "rotation"),
+    "blurnone_cutperm": ("resize", "cutperm"),
+    # upstream spellings, which mean rotation
+    "blurgaussian": ("gaussian", "rotation"),
+    "blurmedian": ("median", "rotation"),
+    "blurnone": ("resize", "rotation"),
+}
+
+STEP_SCALE = 100  # upstream: t = floor(100 * u), u in [offset, upper)
+
+
+def t_range_from_offsets(offset: float, upper: float, step_scale: int = STEP_SCALE) -> tuple[int, int]:
+    """Upstream's ``--diffusion_offset 0.3 --diffusion_upper_offset 1.0`` -> t in [30, 99].
+
+    Upstream draws t = floor(100 u) with u uniform in [offset, upper).
+    """
+    if not 0.0 <= offset < upper:
+        raise UserError(f"--diffusion_offset ({offset}) must be >= 0 and below --diffusion_upper_offset ({upper})")
+    return math.floor(offset * step_scale), math.ceil(upper * step_scale) - 1
+
+
+def _add_data_flags(p: argparse.ArgumentParser, required: bool) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", required=required, help="dataset name, see `python -m datasets --help`")
+    g.add_argument("--data_root", default=None, help="folder holding the dataset (no download unless --download)")
+    g.add_argument("--one_class_idx", type=int, default=None, help="normal class index (default: the dataset's)")
+    g.add_argument("--normal_classes", default=None, help="folder dataset: comma-separated normal class folders")
+    g.add_argument("--image_size", type=int, default=None, help="classifier input size (default: the dataset's)")
+    g.add_argument("--download", action="store_true", help="allow downloading MedMNIST/CIFAR files")
+    g.add_argument("--num_workers", type=int, default=0)
+
+
+def build_train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Train CSI or DIA (one-class contrastive + shift prediction).")
+    _add_data_flags(p, required=True)
+    p.add_argument("--model", default="resnet18", help="resnet18 (28/32 px) or resnet18_imagenet (224 px)")
+    p.add_argument("--width", type=int, default=64, help="ResNet base width (64 = standard ResNet-18)")
+    p.add_argument("--mode", default="simclr_DIA", choices=sorted(TRAIN_MODES))
+    p.add_argument("--shift_trans_type", default="diffusion_rotation", choices=sorted(SHIFT_TRANS_TYPES))
+    p.add_argument("--diffusion_model_path", default=None, help="DDPM checkpoint folder (train_eval_ddpm.py)")
+    p.add_argument("--diff_resolution", type=int, default=32, help="dissolving resolution R")
+    p.add_argument("--diffusion_offset", type=float, default=0.3, help="lower bound of t/100")
+    p.add_argument("--diffusion_upper_offset", type=float, default=1.0, help="upper bound of t/100")
+    p.add_argument("--diffusion_t_granularity", choices=["sample", "batch"], default="sample",
+                   help="draw t per sample, or once per (batch, shift) as upstream")
+    p.add_argument("--diffusion_weights", choices=["auto", "ema", "raw"], default="auto",
+                   help="DDPM weights; auto = the better on validation epsilon-loss (upstream: raw)")
+    p.add_argument("--diffusion_input_range", choices=["normalized", "upstream"], default="normalized",
+                   help="upstream feeds [0,1] images to the [-1,1] DDPM (quirk Q1)")
+    p.add_argument("--kernel_size", type=int, default=7, help="blur kernel for blurgaussian/blurmedian")
+    p.add_argument("--contamination_ratio", type=float, default=0.0)
+    p.add_argument("--loss_mode", default="shifted_removed", choices=["shifted_removed", "naive"])
+    p.add_argument("--temperature", type=float, default=0.5)
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=1000)
+    p.add_argument("--steps_per_epoch", type=int, default=200, help="iteration cap per epoch (upstream ~200)")
+    p.add_argument("--optimizer", default="lars", choices=["sgd", "lars"])
+    p.add_argument("--lr_init", type=float, default=0.1)
+    p.add_argument("--warmup", type=float, default=10, help="warm-up epochs (lr_init -> 10x lr_init)")
+    p.add_argument("--weight_decay", type=float, default=1e-6)
+    p.add_argument("--resize_factor", type=float, default=0.08, help="lower bound of the crop scale")
+    p.add_argument("--save_step", type=int, default=1, help="save `last` and validate every N epochs")
+    p.add_argument("--val_every", type=int, default=None, help="validate every N epochs (default: --save_step)")
+    p.add_argument("--val_samples", type=int, default=2, help="test-time samples for in-training validation")
+    p.add_argument("--suffix", default=None, help="appended to the automatic log-dir name")
+    p.add_argument("--logdir", default=None, help="default logs/<auto name>")
+    p.add_argument("--resume_path", default=None, help="log dir (or last.pt) to resume from")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--amp", action="store_true", help="bf16 autocast for the encoder")
+    p.add_argument("--channels_last", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile the encoder")
+    p.add_argument("--device", default=None)
+    return p
+
+
+def _data_config(args: argparse.Namespace, contamination: float = 0.0) -> DataConfig:
+    normal = tuple(c for c in args.normal_classes.split(",") if c) if args.normal_classes else None
+    return DataConfig(dataset=args.dataset, data_root=args.data_root, one_class_idx=args.one_class_idx,
+                      image_size=args.image_size, normal_classes=normal, contamination_ratio=contamination,
+                      download=args.download, num_workers=args.num_workers)
+
+
+def auto_logdir(args: argparse.Namespace) -> str:
+    """Upstream's run name plus a timestamp, so reruns never collide (or prompt, Q20)."""
+    cls = "default" if args.one_class_idx is None else args.one_class_idx
+    name = f"{args.dataset}_{args.model}_{args.mode}_{args.shift_trans_type}_one_class_{cls}"
+    if args.suffix:
+        name += f"_{args.suffix}"
+    return str(Path("logs") / f"{name}_{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Translate the upstream flags into typed config; the only place that reads mode strings."""
+    method, shift_kind = SHIFT_TRANS_TYPES[args.shift_trans_type]
+    if not TRAIN_MODES[args.mode]:
+        if method not in ("identity",):
+            raise UserError(f"--shift_trans_type {args.shift_trans_type} dissolves, which needs --mode simclr_DIA")
+        method = "none"
+    t_min, t_max = t_range_from_offsets(args.diffusion_offset, args.diffusion_upper_offset)
+    dissolve = DissolveConfig(
+        method=method, checkpoint=args.diffusion_model_path, resolution=args.diff_resolution,
+        t_min=t_min, t_max=t_max, per_sample_t=args.diffusion_t_granularity == "sample",
+        weights=args.diffusion_weights, input_range=args.diffusion_input_range, kernel_size=args.kernel_size)
+    run = RunConfig(logdir=args.logdir or auto_logdir(args), seed=args.seed, save_step=args.save_step,
+                    val_every=args.val_every, val_samples=args.val_samples, amp=args.amp, device=args.device,
+                    resume_path=args.resume_path, channels_last=args.channels_last, compile=args.compile)
+    return TrainConfig(
+        data=_data_config(args, args.contamination_ratio), run=run, dissolve=dissolve,
+        shift=ShiftConfig(kind=shift_kind), model=ModelConfig(backbone=args.model, width=args.width),
+        loss=LossConfig(temperature=args.temperature, mode=args.loss_mode),
+        optim=OptimConfig(kind=args.optimizer, lr_init=args.lr_init, warmup_epochs=args.warmup,
+                          weight_decay=args.weight_decay, epochs=args.epochs,
+                          steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size),
+        augment=AugmentConfig(crop_scale_min=args.resize_factor),
+    )
+
+
+# eval.py --shift_trans_type: the shift used at test time (no dissolving, METHOD §4).
+EVAL_SHIFTS = {name: kind for name, (_, kind) in SHIFT_TRANS_TYPES.items()}
+
+
+def build_eval_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Evaluate a CSI/DIA checkpoint with the CSI score.")
+    _add_data_flags(p, required=False)
+    p.add_argument("--mode", default="ood_pre", choices=["ood_pre"])
+    p.add_argument("--load_path", required=True, help="checkpoint file (last.pt/best.pt) or its log dir")
+    p.add_argument("--ood_score", nargs="+", default=["CSI"], help="CSI, simclr or shift")
+    p.add_argument("--ood_samples", type=int, default=10)
+    p.add_argument("--resize_factor", type=float, default=0.54)
+    p.add_argument("--resize_fix", action="store_true", help="crop area fixed at --resize_factor")
+    p.add_argument("--shift_trans_type", default=None, choices=sorted(EVAL_SHIFTS),
+                   help="test-time shift (default: the checkpoint's)")
+    p.add_argument("--split", default="test", choices=["test", "val"])
+    p.add_argument("--print_score", action="store_true")
+    p.add_argument("--out_dir", default=None, help="default <checkpoint dir>/eval_<split>")
+    p.add_argument("--batch_size", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples for the AUROC CI")
+    p.add_argument("--amp", action="store_true")
+    p.add_argument("--device", default=None)
+    p.add_argument("--model", default=None, help="ignored: the checkpoint rebuilds its model")
+    # Accepted for upstream compatibility; they have no effect at test time (no dissolving).
+    p.add_argument("--diffusion_offset", type=float, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--diffusion_upper_offset", type=float, default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
+    if len(args.ood_score) != 1:
+        raise UserError("--ood_score takes one score (CSI, simclr or shift)")
+    data = _data_config(args) if args.dataset else None
+    crop = (args.resize_factor, args.resize_factor if args.resize_fix else 1.0)
+    shift = EVAL_SHIFTS[args.shift_trans_type] if args.shift_trans_type else None
+    return EvalConfig(load_path=args.load_path, out_dir=args.out_dir, data=data, split=args.split,
+                      score=args.ood_score[0], shift_kind=shift, n_samples=args.ood_samples,
+                      crop_scale=crop, batch_size=args.batch_size, seed=args.seed, n_boot=args.n_boot,
+                      print_score=args.print_score, device=args.device, amp=args.amp)

@@ -1,0 +1,232 @@
+"""Typed configuration, one frozen dataclass per stage, validated once.
+
+Nothing past the CLI adapter (``common/cli.py``) sees an upstream mode string:
+``--shift_trans_type diffusion_rotation`` arrives here as
+``DissolveConfig(method="ddpm")`` plus ``ShiftConfig(kind="rotation")``.
+Cross-field checks live in ``__post_init__`` and their messages name the flag.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from common.errors import UserError
+
+DissolveMethod = Literal["none", "identity", "resize", "ddpm", "gaussian", "median"]
+ShiftKind = Literal["rotation", "cutperm"]
+LossMode = Literal["shifted_removed", "naive"]
+OptimizerKind = Literal["sgd", "lars"]
+ScoreKind = Literal["CSI", "simclr", "shift"]
+Weights = Literal["auto", "ema", "raw"]
+InputRange = Literal["normalized", "upstream"]
+
+
+def _check_choice(value: Any, literal: Any, flag: str) -> None:
+    choices = get_args(literal)
+    if value not in choices:
+        raise UserError(f"{flag}: {value!r} is not one of {', '.join(map(str, choices))}")
+
+
+def _check_positive(value: float, flag: str, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise UserError(f"{flag} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str
+    data_root: str | None = None
+    one_class_idx: int | None = None
+    image_size: int | None = None
+    normal_classes: tuple[str, ...] | None = None
+    contamination_ratio: float = 0.0
+    download: bool = False
+    split_seed: int = 0
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.contamination_ratio < 1.0:
+            raise UserError(f"--contamination_ratio must be in [0, 1), got {self.contamination_ratio}")
+        if self.image_size is not None:
+            _check_positive(self.image_size, "--image_size")
+        _check_positive(self.num_workers, "--num_workers", allow_zero=True)
+
+
+@dataclass(frozen=True)
+class DissolveConfig:
+    """How the third (dissolved) branch is made. ``none`` means CSI: no third branch."""
+
+    method: DissolveMethod = "none"
+    checkpoint: str | None = None
+    resolution: int = 32
+    t_min: int = 30
+    t_max: int = 99
+    per_sample_t: bool = True
+    weights: Weights = "auto"
+    input_range: InputRange = "normalized"
+    kernel_size: int = 7
+
+    def __post_init__(self) -> None:
+        _check_choice(self.method, DissolveMethod, "--shift_trans_type")
+        _check_choice(self.weights, Weights, "--diffusion_weights")
+        _check_choice(self.input_range, InputRange, "--diffusion_input_range")
+        if self.method == "ddpm" and not self.checkpoint:
+            raise UserError("--diffusion_model_path is required with a diffusion_* --shift_trans_type")
+        if not 0 <= self.t_min <= self.t_max < 1000:
+            raise UserError(
+                f"--diffusion_offset/--diffusion_upper_offset give t in [{self.t_min}, {self.t_max}];"
+                " need 0 <= t_min <= t_max < 1000")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise UserError(f"--kernel_size must be a positive odd number, got {self.kernel_size}")
+        _check_positive(self.resolution, "--diff_resolution")
+
+    @property
+    def enabled(self) -> bool:
+        return self.method != "none"
+
+
+@dataclass(frozen=True)
+class ShiftConfig:
+    kind: ShiftKind = "rotation"
+    n_shifts: int = 4
+
+    def __post_init__(self) -> None:
+        _check_choice(self.kind, ShiftKind, "--shift_trans_type")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "resnet18"
+    width: int = 64
+    proj_dim: int = 128
+
+    def __post_init__(self) -> None:
+        _check_positive(self.width, "--width")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    temperature: float = 0.5
+    mode: LossMode = "shifted_removed"
+
+    def __post_init__(self) -> None:
+        _check_choice(self.mode, LossMode, "--loss_mode")
+        _check_positive(self.temperature, "--temperature")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    kind: OptimizerKind = "lars"
+    lr_init: float = 0.1
+    warmup_epochs: float = 10.0
+    weight_decay: float = 1e-6
+    momentum: float = 0.9
+    epochs: int = 1000
+    steps_per_epoch: int = 200
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        _check_choice(self.kind, OptimizerKind, "--optimizer")
+        _check_positive(self.lr_init, "--lr_init")
+        _check_positive(self.epochs, "--epochs")
+        _check_positive(self.steps_per_epoch, "--steps_per_epoch")
+        _check_positive(self.batch_size, "--batch_size")
+        _check_positive(self.warmup_epochs, "--warmup", allow_zero=True)
+        if self.warmup_epochs >= self.epochs:
+            raise UserError(f"--warmup ({self.warmup_epochs}) must be smaller than --epochs ({self.epochs})")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    crop_scale_min: float = 0.08
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.crop_scale_min <= 1.0:
+            raise UserError(f"--resize_factor must be in (0, 1], got {self.crop_scale_min}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    logdir: str
+    seed: int = 0
+    save_step: int = 1
+    val_every: int | None = None
+    val_samples: int = 2
+    amp: bool = False
+    device: str | None = None
+    resume_path: str | None = None
+    channels_last: bool = False
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        _check_positive(self.save_step, "--save_step")
+        _check_positive(self.val_samples, "--val_samples")
+        if self.val_every is not None:
+            _check_positive(self.val_every, "--val_every")
+
+    @property
+    def validate_every(self) -> int:
+        """Validation runs with each save unless ``--val_every`` asks otherwise."""
+        return self.val_every or self.save_step
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: DataConfig
+    run: RunConfig
+    dissolve: DissolveConfig = field(default_factory=DissolveConfig)
+    shift: ShiftConfig = field(default_factory=ShiftConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    @property
+    def n_branches(self) -> int:
+        """CSI contrasts two views; DIA adds the dissolved branch (METHOD §3)."""
+        return 3 if self.dissolve.enabled else 2
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        def build(kind, values):
+            values = dict(values)
+            if kind is DataConfig and values.get("normal_classes") is not None:
+                values["normal_classes"] = tuple(values["normal_classes"])
+            return kind(**values)
+
+        return cls(
+            data=build(DataConfig, d["data"]), run=build(RunConfig, d["run"]),
+            dissolve=build(DissolveConfig, d["dissolve"]), shift=build(ShiftConfig, d["shift"]),
+            model=build(ModelConfig, d["model"]), loss=build(LossConfig, d["loss"]),
+            optim=build(OptimConfig, d["optim"]), augment=build(AugmentConfig, d["augment"]),
+        )
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    load_path: str
+    out_dir: str | None = None
+    data: DataConfig | None = None  # None: the data the checkpoint was trained on
+    split: Literal["test", "val"] = "test"
+    score: ScoreKind = "CSI"
+    shift_kind: ShiftKind | None = None  # None: the checkpoint's shift
+    n_samples: int = 10
+    crop_scale: tuple[float, float] = (0.54, 1.0)
+    batch_size: int = 128
+    seed: int = 0
+    n_boot: int = 1000
+    print_score: bool = False
+    device: str | None = None
+    amp: bool = False
+
+    def __post_init__(self) -> None:
+        _check_choice(self.score, ScoreKind, "--ood_score")
+        _check_choice(self.split, Literal["test", "val"], "--split")
+        _check_positive(self.n_samples, "--ood_samples")
+        _check_positive(self.batch_size, "--batch_size")
+        if not 0.0 < self.crop_scale[0] <= self.crop_scale[1] <= 1.0:
+            raise UserError(f"--resize_factor must be in (0, 1], got {self.crop_scale[0]}")

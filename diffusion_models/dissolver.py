@@ -1,0 +1,153 @@
+"""The dissolving transform: one frozen reverse-diffusion step (METHOD.md §2).
+
+For a clean image x the pretrained ε-network is run once at a small t, as if
+x were already x_t, and the one-step estimate of x₀ is kept:
+
+    x̂₀ = clamp( x/√ᾱ_t − √(1/ᾱ_t − 1)·ε_θ(x, t), −1, 1 )
+
+With t ∈ [30, 99] this removes at most ~0.17·ε̂ and rescales by ≤ 1.4 %: a
+mild, model-driven removal of the fine detail the DDPM considers noise.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable, Literal
+
+import torch
+from torch import nn
+
+from common.errors import UserError
+from diffusion_models.checkpoint import load_ddpm
+from diffusion_models.resample import Resampler, resample_mode
+
+InputRange = Literal["normalized", "upstream"]
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+# (into the model, out of the model). "upstream" reproduces quirk Q1: [0, 1]
+# images go straight into the [−1, 1] DDPM and the clamped [−1, 1] estimate is
+# returned as is (upstream-behaviour §1.4).
+INPUT_RANGES: dict[str, tuple[Callable, Callable]] = {
+    "normalized": (lambda x: 2 * x - 1, lambda y: (y + 1) / 2),
+    "upstream": (_identity, _identity),
+}
+
+
+def predict_x0(x: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """One-step estimate x₀ = x/√ᾱ − √(1/ᾱ − 1)·ε (no clamping); ``alpha_bar`` broadcasts to x."""
+    return x / alpha_bar.sqrt() - (1 / alpha_bar - 1).sqrt() * eps
+
+
+def _floor(value: float) -> int:
+    """⌊value⌋, robust to float error: 100·0.3 = 30.000000000000004 and 100·0.29 = 28.999999999999996."""
+    nearest = round(value)
+    return nearest if abs(value - nearest) < 1e-9 else math.floor(value)
+
+
+def t_range_from_offsets(diffusion_offset: float = 0.3, diffusion_upper_offset: float = 1.0,
+                         step_scale: int = 100) -> tuple[int, int]:
+    """Upstream's t = ⌊step_scale·u⌋, u ~ U[offset, upper), as an inclusive integer range.
+
+    The defaults give (30, 99). ``u`` never reaches ``upper``, so t_max is the
+    largest integer strictly below step_scale·upper.
+    """
+    if not 0 <= diffusion_offset < diffusion_upper_offset:
+        raise UserError(f"--diffusion_offset {diffusion_offset} must be >= 0 and below "
+                        f"--diffusion_upper_offset {diffusion_upper_offset}")
+    t_min = _floor(step_scale * diffusion_offset)
+    upper = step_scale * diffusion_upper_offset
+    t_max = _floor(upper) - 1 if abs(upper - round(upper)) < 1e-9 else _floor(upper)
+    return t_min, max(t_min, t_max)
+
+
+def draw_t(n: int, t_range: tuple[int, int], per_sample: bool, generator: torch.Generator | None,
+           device: torch.device) -> torch.Tensor:
+    """(n,) int64 timesteps uniform over the inclusive ``t_range``: one per sample, or one shared."""
+    gen_device = generator.device if generator is not None else device
+    count = n if per_sample else 1
+    t = torch.randint(t_range[0], t_range[1] + 1, (count,), generator=generator, device=gen_device)
+    return t.to(device).expand(n)
+
+
+class Dissolver(nn.Module):
+    """Frozen single-step x̂₀ dissolver: (B, C, S, S) in [0, 1] → same shape in [0, 1].
+
+    ``input_range="upstream"`` returns [−1, 1] instead (quirk Q1). ``t_range``
+    is inclusive; t is drawn per sample or once per call (upstream: once per
+    batch and shift, Q17). The UNet is frozen: no gradients, always eval mode.
+    """
+
+    def __init__(self, unet: nn.Module, alphas_cumprod: torch.Tensor, image_size: int, resolution: int,
+                 t_range: tuple[int, int] = (30, 99), per_sample_t: bool = True,
+                 input_range: InputRange = "normalized"):
+        super().__init__()
+        if not 0 <= t_range[0] <= t_range[1] < len(alphas_cumprod):
+            raise UserError(f"dissolve t_range {t_range} must satisfy 0 <= t_min <= t_max < {len(alphas_cumprod)}")
+        if input_range not in INPUT_RANGES:
+            raise UserError(f"input_range must be one of {', '.join(INPUT_RANGES)}; got {input_range!r}")
+        self.unet = unet.eval().requires_grad_(False)
+        self.register_buffer("alphas_cumprod", alphas_cumprod.float().clone(), persistent=False)
+        self.resampler = Resampler(image_size, resolution)
+        self.t_range = tuple(t_range)
+        self.per_sample_t = per_sample_t
+        self.input_range = input_range
+        self._to_model, self._from_model = INPUT_RANGES[input_range]
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, image_size: int,
+                        weights: Literal["auto", "raw", "ema"] = "auto",
+                        t_range: tuple[int, int] = (30, 99), per_sample_t: bool = True,
+                        input_range: InputRange = "normalized", channels: int = 3,
+                        device: torch.device | str | None = None) -> "Dissolver":
+        """Load a DDPM folder (run folder → ``best/``); ``"auto"`` = the weights that validated better."""
+        ckpt = load_ddpm(path, device=device)
+        meta = ckpt.meta
+        if meta.channels != channels:
+            raise UserError(f"DDPM checkpoint {ckpt.path} has {meta.channels} channels, images have {channels}")
+        try:
+            resample_mode(image_size, meta.resolution)
+        except UserError as err:
+            raise UserError(f"DDPM checkpoint {ckpt.path} (resolution {meta.resolution}) cannot serve "
+                            f"{image_size}-px images: {err}") from None
+        dissolver = cls(ckpt.weights(weights), ckpt.alphas_cumprod, image_size, meta.resolution,
+                        t_range=t_range, per_sample_t=per_sample_t, input_range=input_range)
+        return dissolver.to(device or "cpu")
+
+    def train(self, mode: bool = True) -> "Dissolver":
+        """A parent's ``.train()`` must not unfreeze the DDPM: it stays in eval mode."""
+        super().train(mode)
+        self.unet.eval()
+        return self
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, t: torch.Tensor | int | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """x: (B, C, S, S) in [0, 1]; t: None (drawn from ``t_range``), an int or (B,) int64."""
+        self._check_device(x)
+        t = self._timesteps(x, t, generator)
+        z = self._to_model(self.resampler.down(x))
+        eps = self.unet(z, t).sample
+        x0 = predict_x0(z, eps, self.alphas_cumprod[t].view(-1, 1, 1, 1)).clamp(-1, 1)
+        return self.resampler.up(self._from_model(x0))
+
+    def _timesteps(self, x: torch.Tensor, t: torch.Tensor | int | None,
+                   generator: torch.Generator | None) -> torch.Tensor:
+        if t is None:
+            return draw_t(len(x), self.t_range, self.per_sample_t, generator, x.device)
+        t = torch.as_tensor(t, dtype=torch.long, device=x.device).expand(len(x))
+        if t.min() < 0 or t.max() >= len(self.alphas_cumprod):
+            raise ValueError(f"t must lie in [0, {len(self.alphas_cumprod)}), got {t.tolist()}")
+        return t
+
+    def _check_device(self, x: torch.Tensor) -> None:
+        device = self.alphas_cumprod.device
+        if x.device != device:
+            raise ValueError(f"Dissolver is on {device} but its input is on {x.device}; move it with .to()")
+
+    def extra_repr(self) -> str:
+        return (f"t_range={self.t_range}, per_sample_t={self.per_sample_t}, "
+                f"input_range={self.input_range!r}, {self.resampler!r}")

@@ -1,0 +1,288 @@
+"""DDPM pretraining on the normal class: loop, EMA, validation, checkpoints (METHOD.md §1).
+
+One optimiser step = ``grad_accum`` micro-batches of ``batch_size`` normal
+training images (random horizontal flip only, in [−1, 1]), t ~ U{0, …,
+t_train_max}, L1 between predicted and true noise, Adam (0.9, 0.99), gradient
+clipping 1.0, EMA every ``ema_every`` steps, fp32 (the paper: AMP stops
+convergence). On small datasets the UNet overfits long before 25k steps, so
+``best/`` is chosen by the normal-validation ε-loss at t ∈ [30, 100).
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from common.device import default_device
+from common.errors import UserError
+from common.seed import seed_everything
+from diffusion_models.checkpoint import DDPMMeta, ValLosses, load_ddpm, load_trainer_state, save_ddpm
+from diffusion_models.resample import Resampler
+from diffusion_models.unet import (DISSOLVE_T, GROUPS, NUM_TRAIN_TIMESTEPS, build_scheduler, build_unet,
+                                   count_parameters, eps_l1, make_probe, probe_loss)
+
+# Flags that define the model and its data; a resumed run must not change them.
+IDENTITY_FIELDS = ("dataset", "one_class_idx", "image_size", "dim", "dim_mults")
+
+
+@dataclass(frozen=True)
+class DDPMTrainConfig:
+    dataset: str
+    data_root: str | None = None
+    one_class_idx: int | None = None
+    download: bool = False
+    image_size: int = 32
+    dim: int = 64
+    dim_mults: tuple[int, ...] = (1, 2, 4, 8)
+    train_steps: int = 25_000
+    batch_size: int = 64
+    grad_accum: int = 2
+    lr: float = 8e-5
+    ema_decay: float = 0.995
+    ema_every: int = 10
+    t_train_max: int = NUM_TRAIN_TIMESTEPS - 1
+    seed: int = 0
+    save_dir: str | None = None
+    save_every: int = 1000
+    val_every: int = 250
+    val_repeats: int = 4
+    resume: bool = False
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.dim > 0 and self.dim % GROUPS == 0, f"--dim must be a positive multiple of {GROUPS}"),
+            (len(self.dim_mults) >= 2 and min(self.dim_mults) > 0, "--dim_mults needs >= 2 positive integers"),
+            (self.image_size % 2 ** (len(self.dim_mults) - 1) == 0,
+             f"--image_size {self.image_size} must be divisible by 2^(len(--dim_mults) - 1)"),
+            (0 <= self.t_train_max < NUM_TRAIN_TIMESTEPS, f"--t_train_max must be in [0, {NUM_TRAIN_TIMESTEPS})"),
+            (0 < self.ema_decay < 1, "--ema_decay must be in (0, 1)"),
+            (self.lr > 0, "--lr must be positive"),
+        ]
+        for name in ("image_size", "train_steps", "batch_size", "grad_accum", "ema_every", "save_every",
+                     "val_every", "val_repeats"):
+            checks.append((getattr(self, name) > 0, f"--{name} must be positive"))
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    save_dir: Path
+    step: int
+    best_step: int
+    best_val_loss: float
+    last_val: ValLosses
+    n_params: int
+    train_seconds: float
+
+
+@dataclass(frozen=True)
+class DDPMData:
+    """Images at the DDPM resolution, each (n, C, R, R) float32 in [0, 1].
+
+    Small enough to keep in memory at R = 32, which makes a training step a
+    tensor index and a resumed run bit-exact.
+    """
+
+    train: torch.Tensor
+    val_normal: torch.Tensor
+    val_anomalous: torch.Tensor
+    source_image_size: int
+    normal_classes: tuple[str, ...]
+
+    @property
+    def channels(self) -> int:
+        return self.train.shape[1]
+
+
+def _stack(ds: Dataset, indices: np.ndarray, resampler: Resampler) -> torch.Tensor:
+    loader = DataLoader(Subset(ds, indices.tolist()), batch_size=256)
+    parts = [resampler.down(images) for images, _ in loader]
+    return torch.cat(parts) if parts else torch.empty(0, 3, resampler.resolution, resampler.resolution)
+
+
+def load_ddpm_data(dataset: str, data_root: str | None, one_class_idx: int | None, resolution: int,
+                   download: bool = False, seed: int = 0) -> DDPMData:
+    """Normal training images and normal/anomalous validation images, brought to ``resolution``."""
+    from datasets import load_one_class_split  # here, so the engine and its tests need no data layer
+
+    split = load_one_class_split(dataset, data_root, one_class_idx, image_size=None, seed=seed, download=download)
+    try:
+        resampler = Resampler(split.image_size, resolution)
+    except UserError as err:
+        raise UserError(f"--image_size {resolution}: {err}") from None
+    val_normal = np.flatnonzero(split.val.is_anomaly == 0)
+    if len(split.train) == 0 or len(val_normal) == 0:
+        raise UserError(f"--dataset {dataset}: the normal class has no training or no validation images")
+    return DDPMData(train=_stack(split.train, np.arange(len(split.train)), resampler),
+                    val_normal=_stack(split.val, val_normal, resampler),
+                    val_anomalous=_stack(split.val, np.flatnonzero(split.val.is_anomaly == 1), resampler),
+                    source_image_size=split.image_size, normal_classes=tuple(split.normal_classes))
+
+
+def batch_indices(n: int, batch_size: int, micro_step: int, seed: int) -> torch.Tensor:
+    """Indices of micro-batch ``micro_step``: shuffled epochs, a pure function of the step.
+
+    Being stateless, a resumed run draws exactly the batches an uninterrupted one would.
+    """
+    per_epoch = max(1, n // batch_size)
+    epoch, j = divmod(micro_step, per_epoch)
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    return torch.from_numpy(perm[j * batch_size:(j + 1) * batch_size])
+
+
+def random_hflip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Flip each image of (B, C, H, W) left-right with p = 0.5: the only augmentation (METHOD §1)."""
+    flip = torch.rand(len(x), generator=generator) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+class DDPMTrainer:
+    """Holds the model, EMA, optimiser and RNG of one run; ``fit`` trains to ``cfg.train_steps``."""
+
+    def __init__(self, cfg: DDPMTrainConfig, data: DDPMData, save_dir: Path, show_progress: bool = True):
+        self.cfg, self.data, self.save_dir, self.show_progress = cfg, data, Path(save_dir), show_progress
+        self.device = default_device(cfg.device)
+        seed_everything(cfg.seed)
+        self.unet = build_unet(cfg.dim, cfg.dim_mults, cfg.image_size, data.channels).to(self.device)
+        self.scheduler = build_scheduler()
+        self.alphas_cumprod = self.scheduler.alphas_cumprod.float().to(self.device)
+        self.optimizer = torch.optim.Adam(self.unet.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+        self.ema = AveragedModel(self.unet, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.step, self.best_step, self.best_loss = 0, -1, float("inf")
+        val = data.val_normal * 2 - 1
+        self.probes = {"all": make_probe(val, 0, NUM_TRAIN_TIMESTEPS, cfg.val_repeats, cfg.seed),
+                       "dissolve": make_probe(val, *DISSOLVE_T, cfg.val_repeats, cfg.seed)}
+
+    def train_step(self) -> float:
+        """One optimiser step over ``grad_accum`` micro-batches; returns the mean ε-L1."""
+        self.unet.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for micro in range(self.cfg.grad_accum):
+            idx = batch_indices(len(self.data.train), self.cfg.batch_size,
+                                self.step * self.cfg.grad_accum + micro, self.cfg.seed)
+            x0 = random_hflip(self.data.train[idx], self.generator) * 2 - 1
+            t = torch.randint(0, self.cfg.t_train_max + 1, (len(x0),), generator=self.generator)
+            noise = torch.randn(x0.shape, generator=self.generator)
+            loss = eps_l1(self.unet, x0.to(self.device), t.to(self.device), noise.to(self.device),
+                          self.alphas_cumprod).mean()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite DDPM loss {loss.item()} at step {self.step}")
+            (loss / self.cfg.grad_accum).backward()
+            total += loss.item()
+        torch.nn.utils.clip_grad_norm_(self.unet.parameters(), 1.0)
+        self.optimizer.step()
+        self.step += 1
+        if self.step % self.cfg.ema_every == 0:
+            self.ema.update_parameters(self.unet)
+        return total / self.cfg.grad_accum
+
+    def validate(self) -> ValLosses:
+        raw, ema = self.unet, self.ema.module
+        return ValLosses(
+            raw_all=probe_loss(raw, self.probes["all"], self.alphas_cumprod),
+            raw_dissolve=probe_loss(raw, self.probes["dissolve"], self.alphas_cumprod),
+            ema_all=probe_loss(ema, self.probes["all"], self.alphas_cumprod),
+            ema_dissolve=probe_loss(ema, self.probes["dissolve"], self.alphas_cumprod),
+        )
+
+    def fit(self) -> TrainResult:
+        if self.cfg.train_steps <= self.step:
+            raise UserError(f"--train_steps {self.cfg.train_steps} is not beyond step {self.step} "
+                            f"already in {self.save_dir / 'last'}")
+        start, clock, val = self.step, time.perf_counter(), None
+        with SummaryWriter(self.save_dir / "tb", purge_step=self.step + 1 if self.step else None) as writer, \
+                tqdm(total=self.cfg.train_steps, initial=self.step, desc="ddpm", disable=not self.show_progress,
+                     dynamic_ncols=True) as bar:
+            while self.step < self.cfg.train_steps:
+                loss = self.train_step()
+                writer.add_scalar("train/loss", loss, self.step)
+                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                bar.update()
+                if self._due(self.cfg.val_every) or self._due(self.cfg.save_every):
+                    val = self._checkpoint(writer)
+        return TrainResult(self.save_dir, self.step, self.best_step, self.best_loss, val,
+                           count_parameters(self.unet), time.perf_counter() - clock if self.step > start else 0.0)
+
+    def _due(self, every: int) -> bool:
+        return self.step % every == 0 or self.step == self.cfg.train_steps
+
+    def _checkpoint(self, writer: SummaryWriter) -> ValLosses:
+        """Validate; save ``best/`` on improvement and ``last/`` when due (each with its own val)."""
+        val = self.validate()
+        for name, value in asdict(val).items():
+            writer.add_scalar(f"val/{name}", value, self.step)
+        if val.score < self.best_loss:
+            self.best_step, self.best_loss = self.step, val.score
+            save_ddpm(self.save_dir / "best", self.unet, self.ema.module, self.scheduler, self._meta(val))
+        if self._due(self.cfg.save_every):
+            save_ddpm(self.save_dir / "last", self.unet, self.ema.module, self.scheduler, self._meta(val),
+                      trainer_state=self._state())
+        writer.add_scalar("val/best", self.best_loss, self.step)
+        return val
+
+    def _meta(self, val: ValLosses) -> DDPMMeta:
+        d = self.data
+        return DDPMMeta(dataset=self.cfg.dataset, one_class_idx=self.cfg.one_class_idx,
+                        normal_classes=d.normal_classes, resolution=self.cfg.image_size, channels=d.channels,
+                        source_image_size=d.source_image_size, step=self.step, n_params=count_parameters(self.unet),
+                        val=val, best_step=self.best_step, best_val_loss=self.best_loss, config=asdict(self.cfg))
+
+    def _state(self) -> dict:
+        return {"step": self.step, "optimizer": self.optimizer.state_dict(), "ema_n_averaged": self.ema.n_averaged,
+                "generator": self.generator.get_state(), "best_step": self.best_step, "best_loss": self.best_loss}
+
+    def restore(self) -> None:
+        """Continue from ``save_dir/last``: weights, EMA, optimiser, step, RNG and best-so-far."""
+        last = self.save_dir / "last"
+        ckpt = load_ddpm(last, device=self.device)
+        stored = ckpt.meta.config
+        for name in IDENTITY_FIELDS:
+            if _as_json(getattr(self.cfg, name)) != stored.get(name):
+                raise UserError(f"--{name} {getattr(self.cfg, name)} differs from {stored.get(name)} in {last}")
+        state = load_trainer_state(last)
+        self.unet.load_state_dict(ckpt.unet.state_dict())
+        self.ema.module.load_state_dict(ckpt.unet_ema.state_dict())
+        self.ema.n_averaged.copy_(state["ema_n_averaged"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.step, self.best_step, self.best_loss = state["step"], state["best_step"], state["best_loss"]
+
+
+def _as_json(value):
+    """Tuples come back from ddpm.json as lists."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def default_save_dir(dataset: str, one_class_idx: int | None, normal_classes: tuple[str, ...], res: int) -> Path:
+    """``runs/ddpm/<dataset>-c<class>-<res>``; the class is the index, or the names when defaulted."""
+    cls = one_class_idx if one_class_idx is not None else re.sub(r"[^A-Za-z0-9]+", "_", "+".join(normal_classes))
+    return Path("runs") / "ddpm" / f"{dataset}-c{cls}-{res}"
+
+
+def run_training(cfg: DDPMTrainConfig, show_progress: bool = True) -> TrainResult:
+    """Load the normal-class data, train (or resume) and return where the checkpoints are."""
+    data = load_ddpm_data(cfg.dataset, cfg.data_root, cfg.one_class_idx, cfg.image_size,
+                          download=cfg.download, seed=cfg.seed)
+    save_dir = Path(cfg.save_dir) if cfg.save_dir else default_save_dir(
+        cfg.dataset, cfg.one_class_idx, data.normal_classes, cfg.image_size)
+    if not cfg.resume and (save_dir / "last").exists():
+        raise UserError(f"--save_dir {save_dir} already holds a run; pass --resume or another --save_dir")
+    trainer = DDPMTrainer(cfg, data, save_dir, show_progress=show_progress)
+    if cfg.resume:
+        if not (save_dir / "last").is_dir():
+            raise UserError(f"--resume: there is no {save_dir / 'last'} to resume from")
+        trainer.restore()
+    return trainer.fit()

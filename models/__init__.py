@@ -1,0 +1,5 @@
+"""Encoders for CSI/DIA: ResNet-18 backbones and the CSI heads (METHOD.md §3, step 4)."""
+from models.csi_net import CSINet, EncoderOutput, build_model
+from models.resnet import BACKBONES
+
+__all__ = ["BACKBONES", "CSINet", "EncoderOutput", "build_model"]

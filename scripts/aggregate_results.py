@@ -1,0 +1,122 @@
+"""Collect report.json files into a table: mean ± std over seeds, beside the paper.
+
+Layout written by the reproduction scripts:
+    <root>/<table>/<dataset>_c<class>/<variant>/seed<k>/report.json
+
+    python scripts/aggregate_results.py results            # Markdown, every table
+    python scripts/aggregate_results.py results --table main --format csv --out main.csv
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+# Published AUROCs (shared docs PAPER_RESULTS.md), keyed (table, dataset_c<class>, variant).
+# The paper's BreastMNIST runs train on class 0 (malignant as "normal", upstream quirk Q16).
+_MAIN = {"pneumoniamnist_c0": (0.834, 0.903), "breastmnist_c0": (0.546, 0.750), "covid_c0": (0.785, 0.851),
+         "kvasir_c0": (0.609, 0.860), "retina_c0": (0.803, 0.944), "aptos_c0": (0.927, 0.934)}
+_KERNEL = {"pneumoniamnist_c0": ((0.845, 0.839, 0.856), (0.779, 0.872, 0.678)),
+           "breastmnist_c0": ((0.541, 0.653, 0.749), (0.641, 0.689, 0.542)),
+           "covid_c0": ((0.813, 0.847, 0.802), (0.837, 0.809, 0.793)),
+           "kvasir_c0": ((0.629, 0.586, 0.579), (0.526, 0.514, 0.495))}
+# Table 8: (resize only, Gaussian, Median, Diffusion), each (cutperm, rotation).
+_SHIFT = {"covid_c0": ((0.768, 0.779), (0.788, 0.847), (0.826, 0.837), (0.841, 0.851)),
+          "kvasir_c0": ((0.826, 0.748), (0.712, 0.739), (0.663, 0.687), (0.860, 0.813)),
+          "retina_c0": ((0.892, 0.873), (0.754, 0.895), (0.747, 0.876), (0.890, 0.944)),
+          "aptos_c0": ((0.924, 0.918), (0.942, 0.922), (0.929, 0.918), (0.926, 0.934))}
+_RES = {"covid_c0": (0.851, 0.803, 0.807), "kvasir_c0": (0.860, 0.721, 0.730),
+        "retina_c0": (0.944, 0.922, 0.930), "aptos_c0": (0.934, 0.937, 0.905)}
+_CONTAM = {"kvasir_c0": (0.860, 0.877, 0.880), "retina_c0": (0.944, 0.948, 0.951), "aptos_c0": (0.934, 0.935, 0.940)}
+_BATCH = {"pneumoniamnist_c0": (0.834, 0.838, 0.903), "breastmnist_c0": (0.546, 0.564, 0.750),
+          "covid_c0": (0.785, 0.804, 0.851), "kvasir_c0": (0.609, 0.679, 0.860)}
+
+
+def _paper_table() -> dict[tuple[str, str, str], float]:
+    paper: dict[tuple[str, str, str], float] = {}
+    for ds, (csi, dia) in _MAIN.items():
+        paper[("main", ds, "CSI")], paper[("main", ds, "DIA")] = csi, dia
+    for ds, (gauss, median) in _KERNEL.items():
+        for k, g, m in zip((3, 7, 11), gauss, median):
+            paper[("kernel", ds, f"gaussian_k{k}")], paper[("kernel", ds, f"median_k{k}")] = g, m
+    for ds, by_dissolver in _SHIFT.items():
+        for prefix, (perm, rot) in zip(("blurnone", "blurgaussian", "blurmedian", "diffusion"), by_dissolver):
+            paper[("shift", ds, f"{prefix}_cutperm")], paper[("shift", ds, f"{prefix}_rotation")] = perm, rot
+    for ds, values in _RES.items():
+        for res, value in zip((32, 64, 128), values):
+            paper[("resolution", ds, f"res{res}")] = value
+    for ds, values in _CONTAM.items():
+        for pct, value in zip((0, 10, 20), values):
+            paper[("contamination", ds, f"lambda{pct}")] = value
+    for ds, values in _BATCH.items():
+        for variant, value in zip(("CSI", "CSI-1.5", "DIA"), values):
+            paper[("batch", ds, variant)] = value
+    return paper
+
+
+PAPER = _paper_table()
+
+
+def collect(root: Path, table: str | None = None) -> list[dict]:
+    """One row per (table, dataset, variant), aggregating its seed folders."""
+    groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for report in sorted(root.rglob("report.json")):
+        parts = report.relative_to(root).parts
+        if len(parts) < 5:
+            continue
+        key = (parts[-5], parts[-4], parts[-3])  # table, dataset_c<class>, variant (parent of seed<k>)
+        if table and key[0] != table:
+            continue
+        groups[key].append(json.loads(report.read_text())["metrics"]["auroc"])
+    rows = []
+    for (tbl, ds, variant), values in sorted(groups.items()):
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        rows.append({"table": tbl, "dataset": ds, "variant": variant, "seeds": len(values),
+                     "auroc_mean": round(statistics.fmean(values), 4), "auroc_std": round(std, 4),
+                     "paper": PAPER.get((tbl, ds, variant))})
+    return rows
+
+
+def to_markdown(rows: list[dict]) -> str:
+    lines = ["| table | dataset | variant | seeds | AUROC (mean ± std) | paper |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        paper = f"{r['paper']:.3f}" if r["paper"] is not None else "–"
+        lines.append(f"| {r['table']} | {r['dataset']} | {r['variant']} | {r['seeds']} | "
+                     f"{r['auroc_mean']:.3f} ± {r['auroc_std']:.3f} | {paper} |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["table", "dataset", "variant", "seeds", "auroc_mean", "auroc_std",
+                                             "paper"])
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("root", type=Path)
+    p.add_argument("--table", default=None)
+    p.add_argument("--format", choices=["md", "csv"], default="md")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    if not args.root.is_dir():
+        print(f"error: {args.root}: no such results folder", file=sys.stderr)
+        return 2
+    rows = collect(args.root, args.table)
+    text = to_markdown(rows) if args.format == "md" else to_csv(rows)
+    if args.out:
+        args.out.write_text(text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Shared pieces of the reproduction scripts: presets and one "train + eval" run.
+# Source it; do not run it. Every run writes
+#   $RESULTS/<table>/<dataset>_c<class>/<variant>/seed<k>/{report.json, train/...}
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PY="${PY:-$REPO/.venv/bin/python}"
+[ -x "$PY" ] || PY=python3
+RESULTS="${RESULTS:-$REPO/results}"
+DDPM_DIR="${DDPM_DIR:-$REPO/runs/ddpm}"
+
+# preset <quick|paper>: sets the scale knobs. quick runs on a 2-core CPU; paper is the paper's setting.
+preset() {
+  case "$1" in
+    quick)
+      DDPM_FLAGS=(--dim 16 --dim_mults 1,2,2 --train_steps 2000 --batch_size 64 --val_every 250)
+      TRAIN_FLAGS=(--width 16 --epochs 30 --batch_size 32 --warmup 3 --save_step 5 --val_samples 2)
+      EVAL_FLAGS=(--ood_samples 10 --resize_factor 0.54 --resize_fix) ;;
+    paper)
+      DDPM_FLAGS=(--dim 64 --dim_mults 1,2,4,8 --train_steps 25000 --batch_size 64 --val_every 250)
+      TRAIN_FLAGS=(--width 64 --epochs 200 --batch_size 32 --warmup 10 --save_step 1 --val_samples 2)
+      EVAL_FLAGS=(--ood_samples 10 --resize_factor 0.54 --resize_fix) ;;
+    *) echo "error: scale must be quick or paper, got '$1'" >&2; exit 2 ;;
+  esac
+  SCALE="$1"
+}
+
+# data_root <dataset>: where each dataset lives (override with DATA_ROOT=...).
+data_root() {
+  if [ -n "${DATA_ROOT:-}" ]; then echo "$DATA_ROOT"; return; fi
+  case "$1" in
+    breastmnist) echo "$REPO/datasets/builtin" ;;
+    *) echo "$REPO/data/$1" ;;
+  esac
+}
+
+# model_for <dataset>: the CIFAR stem for 28/32 px data, the ImageNet stem for 224 px.
+model_for() {
+  case "$1" in
+    *mnist|cifar10|cifar100|synthetic) echo resnet18 ;;
+    *) echo resnet18_imagenet ;;
+  esac
+}
+
+# ddpm <dataset> <class> [resolution]: train the DDPM once per (dataset, class, resolution, scale).
+ddpm() {
+  local ds="$1" cls="$2" res="${3:-32}"
+  local dir="$DDPM_DIR/${SCALE}/${ds}_c${cls}_r${res}"
+  if [ ! -f "$dir/best/ddpm.json" ]; then
+    "$PY" "$REPO/diffusion_models/train_eval_ddpm.py" --mode train --dataset "$ds" --data_root "$(data_root "$ds")" \
+      --one_class_idx "$cls" --image_size "$res" "${DDPM_FLAGS[@]}" --save_dir "$dir" >&2
+  fi
+  echo "$dir"
+}
+
+# run_one <table> <dataset> <class> <variant> <seed> [train.py flags...]: train, then evaluate best.pt on test.
+run_one() {
+  local table="$1" ds="$2" cls="$3" variant="$4" seed="$5"; shift 5
+  local out="$RESULTS/$table/${ds}_c${cls}/$variant/seed$seed"
+  if [ -f "$out/report.json" ]; then echo "skip (done): $out"; return; fi
+  "$PY" "$REPO/train.py" --dataset "$ds" --data_root "$(data_root "$ds")" --one_class_idx "$cls" \
+    --model "$(model_for "$ds")" --seed "$seed" "${TRAIN_FLAGS[@]}" --logdir "$out/train" "$@"
+  "$PY" "$REPO/eval.py" --mode ood_pre --ood_score CSI --load_path "$out/train/best.pt" "${EVAL_FLAGS[@]}" \
+    --seed "$seed" --out_dir "$out"
+}

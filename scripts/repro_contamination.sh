@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Supplement Table 10: anomalies mixed into training, lambda = 0/10/20 %.   usage: scripts/repro_contamination.sh [dataset] [class] [quick|paper] [seeds...]
+source "$(dirname "$0")/lib_repro.sh"
+DS="${1:-breastmnist}"; CLS="${2:-1}"; preset "${3:-quick}"; shift $(( $# < 3 ? $# : 3 )); SEEDS=(${@:-0 1 2})
+CKPT="$(ddpm "$DS" "$CLS")"
+for s in "${SEEDS[@]}"; do
+  for pct in 0 10 20; do
+    run_one contamination "$DS" "$CLS" "lambda$pct" "$s" --mode simclr_DIA --shift_trans_type diffusion_rotation \
+      --diffusion_model_path "$CKPT" --contamination_ratio "$(printf '0.%02d' "$pct")"
+  done
+done
+"$PY" "$REPO/scripts/aggregate_results.py" "$RESULTS" --table contamination

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Supplement Tables 12-13: the similarity-matrix design (--loss_mode), with CSI for reference.
+# usage: scripts/repro_loss_mode.sh [dataset] [class] [quick|paper] [seeds...]
+source "$(dirname "$0")/lib_repro.sh"
+DS="${1:-breastmnist}"; CLS="${2:-1}"; preset "${3:-quick}"; shift $(( $# < 3 ? $# : 3 )); SEEDS=(${@:-0 1 2})
+CKPT="$(ddpm "$DS" "$CLS")"
+for s in "${SEEDS[@]}"; do
+  run_one loss_mode "$DS" "$CLS" CSI "$s" --mode simclr_CSI --shift_trans_type rotation
+  for mode in shifted_removed naive; do
+    run_one loss_mode "$DS" "$CLS" "$mode" "$s" --mode simclr_DIA --shift_trans_type diffusion_rotation \
+      --diffusion_model_path "$CKPT" --loss_mode "$mode"
+  done
+done
+"$PY" "$REPO/scripts/aggregate_results.py" "$RESULTS" --table loss_mode

@@ -1,0 +1,166 @@
+"""``train.py`` without the CLI: build everything from a TrainConfig and train.
+
+Every ``save_step`` epochs ``last.pt`` is written (atomically) with all a
+resume needs; every ``val_every`` epochs the CSI AUROC on the **validation**
+split decides ``best.pt``. Test data is never read here.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+
+from common.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+from common.config import TrainConfig
+from common.device import default_device
+from common.errors import UserError
+from common.logging import RunLogger
+from common.seed import make_generator, rng_state, seed_everything, set_rng_state
+from datasets import OneClassSplit
+from models import build_model
+from training.augment import SimCLRAugment
+from training.dissolvers import build_dissolver
+from training.engine import train_one_epoch
+from training.losses import ContrastiveShiftLoss
+from training.optim import build_optimizer, lr_at
+from training.validate import validation_auroc
+from training.views import make_views
+from training.data import load_split
+
+
+def epoch_batches(dataset, batch_size: int, seed: int, epoch: int, num_workers: int, pin: bool) -> DataLoader:
+    """A shuffled loader whose order depends only on (seed, epoch), so a resumed run sees the same batches."""
+    order = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return DataLoader(dataset, batch_size=batch_size, sampler=RandomSampler(dataset, generator=order),
+                      num_workers=num_workers, pin_memory=pin, drop_last=False)
+
+
+class Trainer:
+    """Holds the run's objects; ``fit`` is the epoch loop."""
+
+    def __init__(self, cfg: TrainConfig, split: OneClassSplit, show_progress: bool = True) -> None:
+        self.cfg, self.split, self.show_progress = cfg, split, show_progress
+        self.device = default_device(cfg.run.device)
+        self.logdir = Path(cfg.run.logdir)
+        self.model = build_model(cfg.model.backbone, width=cfg.model.width, n_shifts=cfg.shift.n_shifts,
+                                 proj_dim=cfg.model.proj_dim).to(self.device)
+        if cfg.run.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.encoder = torch.compile(self.model) if cfg.run.compile else self.model
+        self.optimizer = build_optimizer(self.model.parameters(), cfg.optim.kind, lr=cfg.optim.lr_init,
+                                         momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
+        self.loss_fn = ContrastiveShiftLoss(temperature=cfg.loss.temperature, mode=cfg.loss.mode,
+                                            n_branches=cfg.n_branches)
+        self.generator = make_generator(cfg.run.seed)
+        dissolve = build_dissolver(cfg.dissolve, image_size=split.image_size, device=self.device)
+        self.make_views = functools.partial(
+            make_views, shift_kind=cfg.shift.kind, n_shifts=cfg.shift.n_shifts,
+            augment=SimCLRAugment(crop_scale=(cfg.augment.crop_scale_min, 1.0)).to(self.device),
+            dissolve=dissolve, generator=self.generator)
+        n_batches = -(-len(split.train) // cfg.optim.batch_size)
+        self.steps_per_epoch = min(n_batches, cfg.optim.steps_per_epoch)
+        self.lr_at = functools.partial(lr_at, steps_per_epoch=self.steps_per_epoch, lr_init=cfg.optim.lr_init,
+                                       warmup_epochs=cfg.optim.warmup_epochs, epochs=cfg.optim.epochs)
+        self.epoch, self.step, self.best_auroc = 0, 0, float("-inf")
+
+    # -- checkpoints ---------------------------------------------------------
+    def _payload(self, with_state: bool, val_auroc: float | None) -> dict:
+        payload = {"config": self.cfg.to_dict(), "model_spec": self.model.spec(),
+                   "model": self.model.state_dict(), "epoch": self.epoch, "step": self.step,
+                   "val_auroc": val_auroc, "best_val_auroc": self.best_auroc,
+                   "image_size": self.split.image_size, "normal_classes": list(self.split.normal_classes)}
+        if with_state:
+            payload.update(optimizer=self.optimizer.state_dict(), generator=self.generator.get_state(),
+                           rng=rng_state())
+        return payload
+
+    def resume(self, path: str) -> None:
+        ckpt = load_checkpoint(resolve_checkpoint(path, prefer=("last.pt",)), map_location=self.device)
+        if "optimizer" not in ckpt:
+            raise UserError(f"--resume_path {path}: this checkpoint has no optimiser state (use last.pt)")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.generator.set_state(ckpt["generator"])
+        set_rng_state(ckpt["rng"])
+        self.epoch, self.step = ckpt["epoch"], ckpt["step"]
+        self.best_auroc = ckpt["best_val_auroc"]
+
+    # -- loop ------------------------------------------------------------------
+    def validate(self) -> float | None:
+        return validation_auroc(self.model, self.split, shift_kind=self.cfg.shift.kind,
+                                n_shifts=self.cfg.shift.n_shifts, n_samples=self.cfg.run.val_samples,
+                                seed=self.cfg.run.seed, batch_size=max(self.cfg.optim.batch_size, 64),
+                                device=self.device, amp=self.cfg.run.amp)
+
+    def end_of_epoch(self, logger: RunLogger) -> dict:
+        val_auroc = None
+        if self.epoch % self.cfg.run.validate_every == 0 or self.epoch == self.cfg.optim.epochs:
+            val_auroc = self.validate()
+            if val_auroc is not None:
+                logger.scalars(self.step, {"auroc": val_auroc}, prefix="val/")
+            # Without anomalous validation images AUROC is undefined: `best` is then the latest (README).
+            if val_auroc is None or val_auroc > self.best_auroc:
+                self.best_auroc = val_auroc if val_auroc is not None else self.best_auroc
+                save_checkpoint(self.logdir / "best.pt", self._payload(False, val_auroc))
+        if self.epoch % self.cfg.run.save_step == 0 or self.epoch == self.cfg.optim.epochs:
+            save_checkpoint(self.logdir / "last.pt", self._payload(True, val_auroc))
+        return {"val_auroc": val_auroc}
+
+    def fit(self, logger: RunLogger, stop_after_epoch: int | None = None) -> None:
+        cfg = self.cfg
+        while self.epoch < cfg.optim.epochs:
+            if stop_after_epoch is not None and self.epoch >= stop_after_epoch:
+                return
+            t0 = time.time()
+            batches = epoch_batches(self.split.train, cfg.optim.batch_size, cfg.run.seed, self.epoch,
+                                    cfg.data.num_workers, pin=self.device.type == "cuda")
+            result = train_one_epoch(
+                model=self.encoder, batches=batches, steps=self.steps_per_epoch, make_views=self.make_views,
+                loss_fn=self.loss_fn, optimizer=self.optimizer, lr_at=self.lr_at, step=self.step,
+                device=self.device, amp=cfg.run.amp, logger=logger, show_progress=self.show_progress,
+                desc=f"epoch {self.epoch + 1}/{cfg.optim.epochs}")
+            if result.first_views is not None:
+                log_view_grids(logger, result.first_views)
+            self.step, self.epoch = result.step, self.epoch + 1
+            extra = self.end_of_epoch(logger)
+            logger.scalars(self.step, {"epoch": self.epoch, "epoch_seconds": time.time() - t0, **{
+                k: v for k, v in result.metrics.items()}}, prefix="epoch/")
+            if self.show_progress:
+                val = extra["val_auroc"]
+                print(f"epoch {self.epoch:4d} | loss {result.metrics.get('loss', float('nan')):.4f} | "
+                      f"{time.time() - t0:5.1f}s" + (f" | val AUROC {val:.4f}" if val is not None else ""),
+                      flush=True)
+
+
+def log_view_grids(logger: RunLogger, views) -> None:
+    """The first images of each branch at k = 0..K-1, as TensorBoard grids."""
+    rows = views.images.shape[0] // views.n_branches
+    names = ["a", "b", "dissolved"]
+    for branch in range(views.n_branches):
+        block = views.images[branch * rows:(branch + 1) * rows]
+        pick = block[:: views.batch_size][:8] if views.batch_size > 1 else block[:8]
+        logger.images(f"views/{names[branch]}", pick, 0)
+
+
+def run_training(cfg: TrainConfig, *, show_progress: bool = True, stop_after_epoch: int | None = None) -> Path:
+    """Train and return the log dir (holding last.pt, best.pt, metrics.jsonl, tb/)."""
+    seed_everything(cfg.run.seed)
+    split = load_split(cfg.data)
+    trainer = Trainer(cfg, split, show_progress=show_progress)
+    if cfg.run.resume_path:
+        trainer.resume(cfg.run.resume_path)
+    trainer.logdir.mkdir(parents=True, exist_ok=True)
+    (trainer.logdir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    logger = RunLogger(trainer.logdir)
+    if show_progress:
+        print(f"train: {len(split.train)} normal images | {trainer.steps_per_epoch} steps/epoch | "
+              f"{cfg.n_branches} branches | device {trainer.device} | logdir {trainer.logdir}", flush=True)
+    try:
+        trainer.fit(logger, stop_after_epoch=stop_after_epoch)
+    finally:
+        logger.close()
+    return trainer.logdir

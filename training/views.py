@@ -1,0 +1,64 @@
+"""The branches of one training step, built in one place (METHOD §3 steps 1-3).
+
+CSI has two branches, ``a`` and ``b``: independent horizontal flips of the
+batch, each stacked under every shift. DIA adds ``d``: for each shift k a fresh
+flip of the batch, dissolved, then shifted. All rows then get per-sample SimCLR
+augmentation in one call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from training.shifts import apply_shift, shift_labels, stack_shifts
+
+Dissolve = Callable[..., torch.Tensor]  # (x, generator=...) -> x, both (B, 3, H, W) in [0, 1]
+
+
+@dataclass(frozen=True)
+class ViewBatch:
+    """images: (n_branches·K·B, 3, H, W) in [0, 1], branch-major then k-major:
+    row ``(branch·K + k)·B + i`` is image i under shift k in that branch.
+    shift_labels: (n_branches·K·B,) int64, the k of each row."""
+
+    images: torch.Tensor
+    shift_labels: torch.Tensor
+    n_branches: int
+    batch_size: int
+
+
+def random_hflip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Flip each image of x (B, C, H, W) horizontally with probability 1/2."""
+    flip = torch.rand(x.shape[0], generator=generator, device=_gen_device(generator)) < 0.5
+    return torch.where(flip.to(x.device)[:, None, None, None], x.flip(3), x)
+
+
+def _gen_device(generator: torch.Generator | None) -> torch.device:
+    return generator.device if generator is not None else torch.device("cpu")
+
+
+def dissolved_branch(x: torch.Tensor, dissolve: Dissolve, shift_kind: str, n_shifts: int,
+                     generator: torch.Generator | None) -> torch.Tensor:
+    """(K·B, 3, H, W): for each k a fresh flip of x, dissolved, then shifted by k.
+
+    Dissolving happens on the upright image, before the shift (upstream §1.1);
+    one call per k, so per-call t means one t per (batch, shift) as upstream.
+    """
+    blocks = [apply_shift(dissolve(random_hflip(x, generator), generator=generator), k, shift_kind)
+              for k in range(n_shifts)]
+    return torch.cat(blocks)
+
+
+def make_views(x: torch.Tensor, *, shift_kind: str, n_shifts: int, augment: torch.nn.Module,
+               dissolve: Dissolve | None, generator: torch.Generator | None = None) -> ViewBatch:
+    """x: (B, 3, H, W) in [0, 1] -> ViewBatch of 2 (CSI) or 3 (DIA, ``dissolve`` given) branches."""
+    a = stack_shifts(random_hflip(x, generator), shift_kind, n_shifts)
+    b = stack_shifts(random_hflip(x, generator), shift_kind, n_shifts)
+    branches = [a, b]
+    if dissolve is not None:
+        branches.append(dissolved_branch(x, dissolve, shift_kind, n_shifts, generator))
+    images = augment(torch.cat(branches), generator=generator)
+    labels = shift_labels(x.shape[0], n_shifts, len(branches), device=x.device)
+    return ViewBatch(images=images, shift_labels=labels, n_branches=len(branches), batch_size=x.shape[0])
