@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from common.config import (AugmentConfig, DataConfig, DissolveConfig, EvalConfig, LossConfig, ModelConfig,
-                           OptimConfig, RunConfig, ShiftConfig, TrainConfig)
+                           OptimConfig, PredictConfig, RunConfig, ShiftConfig, ThresholdConfig, TrainConfig)
 from common.errors import UserError
 
 # --mode -> whether the dissolved branch exists (METHOD §3).
@@ -104,6 +104,10 @@ def build_train_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels_last", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder")
     p.add_argument("--device", default=None)
+    p.add_argument("--sync_bn", action="store_true", help="torchrun: SyncBatchNorm across processes (CUDA)")
+    p.add_argument("--dist_backend", default=None, choices=["gloo", "nccl"], help="torchrun backend")
+    p.add_argument("--global_batch_size", type=int, default=None,
+                   help="torchrun: total batch, split evenly over processes (else --batch_size per process)")
     return p
 
 
@@ -137,14 +141,16 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         weights=args.diffusion_weights, input_range=args.diffusion_input_range, kernel_size=args.kernel_size)
     run = RunConfig(logdir=args.logdir or auto_logdir(args), seed=args.seed, save_step=args.save_step,
                     val_every=args.val_every, val_samples=args.val_samples, amp=args.amp, device=args.device,
-                    resume_path=args.resume_path, channels_last=args.channels_last, compile=args.compile)
+                    resume_path=args.resume_path, channels_last=args.channels_last, compile=args.compile,
+                    sync_bn=args.sync_bn, dist_backend=args.dist_backend)
     return TrainConfig(
         data=_data_config(args, args.contamination_ratio), run=run, dissolve=dissolve,
         shift=ShiftConfig(kind=shift_kind), model=ModelConfig(backbone=args.model, width=args.width),
         loss=LossConfig(temperature=args.temperature, mode=args.loss_mode),
         optim=OptimConfig(kind=args.optimizer, lr_init=args.lr_init, warmup_epochs=args.warmup,
                           weight_decay=args.weight_decay, epochs=args.epochs,
-                          steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size),
+                          steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+                          global_batch_size=args.global_batch_size),
         augment=AugmentConfig(crop_scale_min=args.resize_factor),
     )
 
@@ -154,9 +160,10 @@ EVAL_SHIFTS = {name: kind for name, (_, kind) in SHIFT_TRANS_TYPES.items()}
 
 
 def build_eval_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Evaluate a CSI/DIA checkpoint with the CSI score.")
+    p = argparse.ArgumentParser(description="Evaluate a CSI/DIA checkpoint with the CSI score (ood_pre), "
+                                "or flag anomalous images with its calibrated threshold (predict).")
     _add_data_flags(p, required=False)
-    p.add_argument("--mode", default="ood_pre", choices=["ood_pre"])
+    p.add_argument("--mode", default="ood_pre", choices=sorted(EVAL_MODES))
     p.add_argument("--load_path", required=True, help="checkpoint file (last.pt/best.pt) or its log dir")
     p.add_argument("--ood_score", nargs="+", default=["CSI"], help="CSI, simclr or shift")
     p.add_argument("--ood_samples", type=int, default=10)
@@ -167,7 +174,8 @@ def build_eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["test", "val"])
     p.add_argument("--print_score", action="store_true")
     p.add_argument("--out_dir", default=None, help="default <checkpoint dir>/eval_<split>")
-    p.add_argument("--batch_size", type=int, default=128)
+    p.add_argument("--batch_size", type=int, default=None,
+                   help="default 128; predict: the calibration's, so eval.py's images get the same views")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples for the AUROC CI")
     p.add_argument("--amp", action="store_true")
@@ -176,16 +184,54 @@ def build_eval_parser() -> argparse.ArgumentParser:
     # Accepted for upstream compatibility; they have no effect at test time (no dissolving).
     p.add_argument("--diffusion_offset", type=float, default=None, help=argparse.SUPPRESS)
     p.add_argument("--diffusion_upper_offset", type=float, default=None, help=argparse.SUPPRESS)
+    g = p.add_argument_group("threshold and predict")
+    g.add_argument("--threshold_rule", default=None, choices=["recall", "f1"],
+                   help="recall: keep --target_normal_recall of normal validation images (default); "
+                        "f1: best F1 on validation. predict: default the stored rule")
+    g.add_argument("--target_normal_recall", type=float, default=None, help="default 0.95")
+    g.add_argument("--calibrate_only", action="store_true", help="ood_pre: calibrate on validation, skip --split")
+    g.add_argument("--input", nargs="+", default=None, help="predict: image files, folders or globs")
+    g.add_argument("--save_grid", action="store_true", help="predict: PNG of the top-k extremes")
+    g.add_argument("--top_k", type=int, default=8, help="predict: images per row of the grid")
     return p
+
+
+def _threshold_config(args: argparse.Namespace) -> ThresholdConfig | None:
+    """None when neither threshold flag was given (predict then uses the stored threshold)."""
+    if args.threshold_rule is None and args.target_normal_recall is None:
+        return None
+    given = {"rule": args.threshold_rule, "target_normal_recall": args.target_normal_recall}
+    return ThresholdConfig(**{name: value for name, value in given.items() if value is not None})
 
 
 def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
     if len(args.ood_score) != 1:
         raise UserError("--ood_score takes one score (CSI, simclr or shift)")
+    if args.input:
+        raise UserError("--input is read by --mode predict only")
     data = _data_config(args) if args.dataset else None
     crop = (args.resize_factor, args.resize_factor if args.resize_fix else 1.0)
     shift = EVAL_SHIFTS[args.shift_trans_type] if args.shift_trans_type else None
     return EvalConfig(load_path=args.load_path, out_dir=args.out_dir, data=data, split=args.split,
                       score=args.ood_score[0], shift_kind=shift, n_samples=args.ood_samples,
-                      crop_scale=crop, batch_size=args.batch_size, seed=args.seed, n_boot=args.n_boot,
-                      print_score=args.print_score, device=args.device, amp=args.amp)
+                      crop_scale=crop, batch_size=128 if args.batch_size is None else args.batch_size,
+                      seed=args.seed, n_boot=args.n_boot, print_score=args.print_score, device=args.device,
+                      amp=args.amp, threshold=_threshold_config(args) or ThresholdConfig(),
+                      calibrate_only=args.calibrate_only)
+
+
+def predict_config_from_args(args: argparse.Namespace) -> PredictConfig:
+    if args.dataset or args.data_root:
+        raise UserError("--mode predict reads no dataset (--dataset/--data_root): it scores --input with the "
+                        "feature bank stored by eval.py")
+    return PredictConfig(load_path=args.load_path, inputs=tuple(args.input or ()), out_dir=args.out_dir,
+                         threshold=_threshold_config(args), batch_size=args.batch_size,
+                         save_grid=args.save_grid, top_k=args.top_k, device=args.device, amp=args.amp)
+
+
+# eval.py --mode -> its typed config; eval.py runs it by the config's type.
+EVAL_MODES = {"ood_pre": eval_config_from_args, "predict": predict_config_from_args}
+
+
+def config_from_eval_args(args: argparse.Namespace) -> EvalConfig | PredictConfig:
+    return EVAL_MODES[args.mode](args)

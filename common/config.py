@@ -20,6 +20,7 @@ OptimizerKind = Literal["sgd", "lars"]
 ScoreKind = Literal["CSI", "simclr", "shift"]
 Weights = Literal["auto", "ema", "raw"]
 InputRange = Literal["normalized", "upstream"]
+ThresholdRule = Literal["recall", "f1"]
 
 
 def _check_choice(value: Any, literal: Any, flag: str) -> None:
@@ -124,7 +125,8 @@ class OptimConfig:
     momentum: float = 0.9
     epochs: int = 1000
     steps_per_epoch: int = 200
-    batch_size: int = 32
+    batch_size: int = 32  # per process, as upstream
+    global_batch_size: int | None = None  # if given: split over the processes (must divide)
 
     def __post_init__(self) -> None:
         _check_choice(self.kind, OptimizerKind, "--optimizer")
@@ -158,6 +160,8 @@ class RunConfig:
     resume_path: str | None = None
     channels_last: bool = False
     compile: bool = False
+    sync_bn: bool = False
+    dist_backend: str | None = None
 
     def __post_init__(self) -> None:
         _check_positive(self.save_step, "--save_step")
@@ -207,6 +211,19 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ThresholdConfig:
+    """How the normal/anomalous threshold is calibrated on validation (evals/calibrate.py)."""
+
+    rule: ThresholdRule = "recall"
+    target_normal_recall: float = 0.95
+
+    def __post_init__(self) -> None:
+        _check_choice(self.rule, ThresholdRule, "--threshold_rule")
+        if not 0.0 < self.target_normal_recall <= 1.0:
+            raise UserError(f"--target_normal_recall must be in (0, 1], got {self.target_normal_recall}")
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     load_path: str
     out_dir: str | None = None
@@ -222,6 +239,8 @@ class EvalConfig:
     print_score: bool = False
     device: str | None = None
     amp: bool = False
+    threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
+    calibrate_only: bool = False  # fit the scorer and calibrate on validation; skip --split
 
     def __post_init__(self) -> None:
         _check_choice(self.score, ScoreKind, "--ood_score")
@@ -230,3 +249,25 @@ class EvalConfig:
         _check_positive(self.batch_size, "--batch_size")
         if not 0.0 < self.crop_scale[0] <= self.crop_scale[1] <= 1.0:
             raise UserError(f"--resize_factor must be in (0, 1], got {self.crop_scale[0]}")
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """``eval.py --mode predict``: score image files with a calibrated checkpoint."""
+
+    load_path: str
+    inputs: tuple[str, ...]  # files, folders (searched recursively) or glob patterns
+    out_dir: str | None = None
+    threshold: ThresholdConfig | None = None  # None: the threshold stored by eval.py
+    batch_size: int | None = None  # None: eval.py's, so the same images get the same views
+    save_grid: bool = False
+    top_k: int = 8
+    device: str | None = None
+    amp: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            raise UserError("--mode predict needs --input FILE, FOLDER or GLOB")
+        if self.batch_size is not None:
+            _check_positive(self.batch_size, "--batch_size")
+        _check_positive(self.top_k, "--top_k")

@@ -112,8 +112,11 @@ def _stack(ds: Dataset, indices: np.ndarray, resampler: Resampler) -> torch.Tens
 
 
 def load_ddpm_data(dataset: str, data_root: str | None, one_class_idx: int | None, resolution: int,
-                   download: bool = False, seed: int = 0) -> DDPMData:
-    """Normal training images and normal/anomalous validation images, brought to ``resolution``."""
+                   download: bool = False, seed: int = 0, with_train: bool = True) -> DDPMData:
+    """Normal training images and normal/anomalous validation images, brought to ``resolution``.
+
+    ``with_train=False`` leaves ``train`` empty: evaluation needs only validation images.
+    """
     from datasets import load_one_class_split  # here, so the engine and its tests need no data layer
 
     split = load_one_class_split(dataset, data_root, one_class_idx, image_size=None, seed=seed, download=download)
@@ -124,7 +127,7 @@ def load_ddpm_data(dataset: str, data_root: str | None, one_class_idx: int | Non
     val_normal = np.flatnonzero(split.val.is_anomaly == 0)
     if len(split.train) == 0 or len(val_normal) == 0:
         raise UserError(f"--dataset {dataset}: the normal class has no training or no validation images")
-    return DDPMData(train=_stack(split.train, np.arange(len(split.train)), resampler),
+    return DDPMData(train=_stack(split.train, np.arange(len(split.train) if with_train else 0), resampler),
                     val_normal=_stack(split.val, val_normal, resampler),
                     val_anomalous=_stack(split.val, np.flatnonzero(split.val.is_anomaly == 1), resampler),
                     source_image_size=split.image_size, normal_classes=tuple(split.normal_classes))

@@ -3,8 +3,9 @@
 Writes into ``<checkpoint>/eval/`` (or ``out_dir``):
 - ``dissolve_{raw,ema}.png``: rows are validation images (normal, then
   anomalous), columns the one-step x̂₀ of METHOD §2 at t ∈ {0, 50, …, 800};
-- ``dissolve_diff_{raw,ema}.png``: |x̂₀ − x|, each row scaled to its own
-  maximum, because at t ≤ 100 the change is too small to see directly;
+- ``dissolve_diff_{raw,ema}.png``: |x̂₀ − x|, each cell scaled to its own
+  maximum (printed under it), because at t ≤ 100 the change is too small to
+  see directly;
 - ``samples_<weights>.png``: ancestral DDPM samples from pure noise;
 - ``val_losses.json``: mean ε-L1 at t ∈ [30, 100) on normal and anomalous
   validation images, for both weights.
@@ -84,8 +85,9 @@ def ancestral_samples(unet: UNet2DModel, scheduler: DDPMScheduler, n: int, steps
     return ((x + 1) / 2).clamp(0, 1)
 
 
-def plot_grid(grid: torch.Tensor, row_labels: list[str], col_labels: list[str], title: str, path: Path) -> None:
-    """grid: (rows, cols, C, H, W) in [0, 1] → a labelled PNG."""
+def plot_grid(grid: torch.Tensor, row_labels: list[str], col_labels: list[str], title: str, path: Path,
+              notes: list[list[str]] | None = None) -> None:
+    """grid: (rows, cols, C, H, W) in [0, 1] → a labelled PNG; ``notes[r][c]`` goes under a cell."""
     rows, cols = grid.shape[:2]
     fig = Figure(figsize=(1.4 * cols + 0.8, 1.4 * rows + 0.6))
     axes = fig.subplots(rows, cols, squeeze=False)
@@ -99,6 +101,8 @@ def plot_grid(grid: torch.Tensor, row_labels: list[str], col_labels: list[str], 
                 ax.set_title(col_labels[c], fontsize=9)
             if c == 0:
                 ax.set_ylabel(row_labels[r], fontsize=8)
+            if notes:
+                ax.set_xlabel(notes[r][c], fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -121,12 +125,14 @@ def _write_grids(ckpt: DDPMCheckpoint, data: DDPMData, cfg: DDPMEvalConfig, out:
         dissolver = Dissolver(ckpt.weights(weights), ckpt.alphas_cumprod, res, res).to(device)
         series = dissolve_series(dissolver, images, GRID_T)
         diff = (series - images[:, None]).abs()
-        diff = diff / diff.flatten(1).amax(1).clamp_min(1e-8).view(-1, 1, 1, 1, 1)
+        peak = diff.flatten(2).amax(2)  # (rows, cols)
+        notes = [[f"max {v:.3f}" for v in row] for row in peak.tolist()]
         where = f"{ckpt.meta.dataset} step {ckpt.meta.step}, {weights} weights, {res} px"
         files.append(out / f"dissolve_{weights}.png")
         plot_grid(series, labels, cols, f"dissolved x̂₀ — {where}", files[-1])
         files.append(out / f"dissolve_diff_{weights}.png")
-        plot_grid(diff, labels, cols, f"|x̂₀ − x| (row-normalised) — {where}", files[-1])
+        plot_grid(diff / peak.clamp_min(1e-8)[..., None, None, None], labels, cols,
+                  f"|x̂₀ − x|, each cell scaled to its own max — {where}", files[-1], notes)
     return files
 
 
@@ -145,7 +151,7 @@ def run_eval(cfg: DDPMEvalConfig) -> EvalResult:
     ckpt = load_ddpm(cfg.load_path, device=default_device(cfg.device))
     meta, stored = ckpt.meta, ckpt.meta.config
     data = load_ddpm_data(meta.dataset, cfg.data_root or stored.get("data_root"), meta.one_class_idx,
-                          meta.resolution, download=cfg.download, seed=stored.get("seed", 0))
+                          meta.resolution, download=cfg.download, seed=stored.get("seed", 0), with_train=False)
     out = Path(cfg.out_dir) if cfg.out_dir else ckpt.path / "eval"
     out.mkdir(parents=True, exist_ok=True)
     files = _write_grids(ckpt, data, cfg, out)

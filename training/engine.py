@@ -36,9 +36,10 @@ def train_one_epoch(*, model: torch.nn.Module, batches: Iterable, steps: int, ma
     model.train()
     sums: dict[str, float] = {}
     first_views = None
+    done = 0  # counted here: a disabled tqdm bar does not count its updates
     bar = tqdm(total=steps, desc=desc, leave=False, disable=not show_progress)
     for x, _ in batches:
-        if bar.n >= steps:
+        if done >= steps:
             break
         lr = lr_at(step)
         for group in optimizer.param_groups:
@@ -58,8 +59,9 @@ def train_one_epoch(*, model: torch.nn.Module, batches: Iterable, steps: int, ma
         if step == 0:
             first_views = views
         step += 1
+        done += 1
         bar.update(1)
         bar.set_postfix(loss=f"{values['loss']:.3f}", lr=f"{lr:.3g}")
     bar.close()
-    n = max(bar.n, 1)
+    n = max(done, 1)
     return EpochResult(step=step, metrics={k: v / n for k, v in sums.items()}, first_views=first_views)

@@ -13,7 +13,7 @@ the rows ``contrastive_mask`` excludes from the denominator.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Callable, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -124,6 +124,19 @@ class LossTerms:
         return dict(zip(("loss", "loss_contrastive", "loss_shift"), values))
 
 
+def gather_branches(z: torch.Tensor, n_branches: int, gather_rows: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Local (n_branches·N_local, d) rows -> global (n_branches·world·N_local, d), still branch-major.
+
+    Within each branch the global rows are ordered (rank, k, i). The order is the
+    same in every branch, so a_j, b_j and d_j keep a common index j and the
+    masks of ``contrastive_mask`` apply unchanged: the loss equals one process
+    holding the concatenated batch (NT-Xent is invariant to a shared reordering).
+    """
+    local = z.view(n_branches, -1, z.shape[-1])
+    gathered = gather_rows(local.transpose(0, 1)).view(-1, n_branches, z.shape[-1])  # (world·N_local, nb, d)
+    return gathered.transpose(0, 1).reshape(-1, z.shape[-1])
+
+
 class ContrastiveShiftLoss(nn.Module):
     """total = NT-Xent(projection) + CE(shift_logits, labels), weights 1 and 1 (METHOD.md §3.6).
 
@@ -131,15 +144,26 @@ class ContrastiveShiftLoss(nn.Module):
     forward(projection (n_branches·N, d), shift_logits (n_branches·N, K),
     shift_labels (n_branches·N,)) -> LossTerms; raises FloatingPointError when
     the total is not finite, so a diverged run stops at the step that diverged.
+
+    Under DDP pass ``gather_rows`` (a gradient-carrying all-gather): every
+    process then computes the NT-Xent of the *global* batch, so its negatives
+    span all processes. Each rank's gradient of that shared loss is summed by
+    the all-gather's backward (×world) and averaged by DDP (÷world), which
+    gives exactly the single-process gradient. The shift term stays local: DDP's
+    average of the per-rank means is the global mean.
     """
 
-    def __init__(self, temperature: float = 0.5, mode: LossMode = "shifted_removed", n_branches: int = 3) -> None:
+    def __init__(self, temperature: float = 0.5, mode: LossMode = "shifted_removed", n_branches: int = 3,
+                 gather_rows: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         super().__init__()
         _check_branches(n_branches)
         self.n_branches = n_branches
         self.contrastive = NTXentLoss(temperature, mode)
+        self.gather_rows = gather_rows
 
     def forward(self, projection: torch.Tensor, shift_logits: torch.Tensor, shift_labels: torch.Tensor) -> LossTerms:
+        if self.gather_rows is not None:
+            projection = gather_branches(projection, self.n_branches, self.gather_rows)
         contrastive = self.contrastive(projection, self.n_branches)
         shift = shift_loss(shift_logits, shift_labels)
         total = contrastive + shift

@@ -12,11 +12,13 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 
 from common.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from common.config import TrainConfig
 from common.device import default_device
+from common.distributed import DistContext, barrier, gather_rows, init_distributed, per_process_batch, shutdown
 from common.errors import UserError
 from common.logging import RunLogger
 from common.seed import make_generator, rng_state, seed_everything, set_rng_state
@@ -32,40 +34,56 @@ from training.views import make_views
 from training.data import load_split
 
 
-def epoch_batches(dataset, batch_size: int, seed: int, epoch: int, num_workers: int, pin: bool) -> DataLoader:
-    """A shuffled loader whose order depends only on (seed, epoch), so a resumed run sees the same batches."""
-    order = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    return DataLoader(dataset, batch_size=batch_size, sampler=RandomSampler(dataset, generator=order),
-                      num_workers=num_workers, pin_memory=pin, drop_last=False)
+def epoch_batches(dataset, batch_size: int, seed: int, epoch: int, num_workers: int, pin: bool,
+                  ctx: DistContext) -> DataLoader:
+    """This process's shuffled batches; the order depends only on (seed, epoch), so a resumed run sees the
+    same batches. One code path: a single process is a world of one."""
+    sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed)
+    sampler.set_epoch(epoch)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                      pin_memory=pin, drop_last=False)
 
 
 class Trainer:
     """Holds the run's objects; ``fit`` is the epoch loop."""
 
-    def __init__(self, cfg: TrainConfig, split: OneClassSplit, show_progress: bool = True) -> None:
-        self.cfg, self.split, self.show_progress = cfg, split, show_progress
-        self.device = default_device(cfg.run.device)
+    def __init__(self, cfg: TrainConfig, split: OneClassSplit, show_progress: bool = True,
+                 ctx: DistContext = DistContext(), device: torch.device | None = None) -> None:
+        self.cfg, self.split, self.ctx = cfg, split, ctx
+        self.show_progress = show_progress and ctx.is_main
+        self.device = device or default_device(cfg.run.device)
         self.logdir = Path(cfg.run.logdir)
+        self.batch_size = per_process_batch(cfg.optim.batch_size, cfg.optim.global_batch_size, ctx.world_size)
         self.model = build_model(cfg.model.backbone, width=cfg.model.width, n_shifts=cfg.shift.n_shifts,
                                  proj_dim=cfg.model.proj_dim).to(self.device)
         if cfg.run.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.encoder = torch.compile(self.model) if cfg.run.compile else self.model
+        self.encoder = self._wrap(self.model)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optim.kind, lr=cfg.optim.lr_init,
                                          momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
+        gather = functools.partial(gather_rows, ctx=ctx) if ctx.enabled else None
         self.loss_fn = ContrastiveShiftLoss(temperature=cfg.loss.temperature, mode=cfg.loss.mode,
-                                            n_branches=cfg.n_branches)
-        self.generator = make_generator(cfg.run.seed)
+                                            n_branches=cfg.n_branches, gather_rows=gather)
+        self.generator = make_generator(cfg.run.seed + 1000 * ctx.rank)  # each process its own views
         dissolve = build_dissolver(cfg.dissolve, image_size=split.image_size, device=self.device)
         self.make_views = functools.partial(
             make_views, shift_kind=cfg.shift.kind, n_shifts=cfg.shift.n_shifts,
             augment=SimCLRAugment(crop_scale=(cfg.augment.crop_scale_min, 1.0)).to(self.device),
             dissolve=dissolve, generator=self.generator)
-        n_batches = -(-len(split.train) // cfg.optim.batch_size)
+        n_batches = -(-len(split.train) // (self.batch_size * ctx.world_size))
         self.steps_per_epoch = min(n_batches, cfg.optim.steps_per_epoch)
         self.lr_at = functools.partial(lr_at, steps_per_epoch=self.steps_per_epoch, lr_init=cfg.optim.lr_init,
                                        warmup_epochs=cfg.optim.warmup_epochs, epochs=cfg.optim.epochs)
         self.epoch, self.step, self.best_auroc = 0, 0, float("-inf")
+
+    def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module the training step calls: optionally SyncBN + DDP, optionally compiled."""
+        if self.ctx.enabled:
+            if self.cfg.run.sync_bn:
+                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=ids)
+        return torch.compile(model) if self.cfg.run.compile else model
 
     # -- checkpoints ---------------------------------------------------------
     def _payload(self, with_state: bool, val_auroc: float | None) -> dict:
@@ -74,9 +92,17 @@ class Trainer:
                    "val_auroc": val_auroc, "best_val_auroc": self.best_auroc,
                    "image_size": self.split.image_size, "normal_classes": list(self.split.normal_classes)}
         if with_state:
-            payload.update(optimizer=self.optimizer.state_dict(), generator=self.generator.get_state(),
-                           rng=rng_state())
+            payload.update(optimizer=self.optimizer.state_dict(), generators=self._all_generator_states(),
+                           rng=rng_state(), world_size=self.ctx.world_size)
         return payload
+
+    def _all_generator_states(self) -> list[torch.Tensor]:
+        """Every process's view generator, so a resumed torchrun run continues exactly too."""
+        if not self.ctx.enabled:
+            return [self.generator.get_state()]
+        states: list = [None] * self.ctx.world_size
+        torch.distributed.all_gather_object(states, self.generator.get_state())
+        return states
 
     def resume(self, path: str) -> None:
         ckpt = load_checkpoint(resolve_checkpoint(path, prefer=("last.pt",)), map_location=self.device)
@@ -84,7 +110,8 @@ class Trainer:
             raise UserError(f"--resume_path {path}: this checkpoint has no optimiser state (use last.pt)")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.generator.set_state(ckpt["generator"])
+        if ckpt.get("world_size", 1) == self.ctx.world_size:
+            self.generator.set_state(ckpt["generators"][self.ctx.rank])
         set_rng_state(ckpt["rng"])
         self.epoch, self.step = ckpt["epoch"], ckpt["step"]
         self.best_auroc = ckpt["best_val_auroc"]
@@ -93,8 +120,8 @@ class Trainer:
     def validate(self) -> float | None:
         return validation_auroc(self.model, self.split, shift_kind=self.cfg.shift.kind,
                                 n_shifts=self.cfg.shift.n_shifts, n_samples=self.cfg.run.val_samples,
-                                seed=self.cfg.run.seed, batch_size=max(self.cfg.optim.batch_size, 64),
-                                device=self.device, amp=self.cfg.run.amp)
+                                seed=self.cfg.run.seed, batch_size=max(self.batch_size, 64),
+                                device=self.device, amp=self.cfg.run.amp, ctx=self.ctx)
 
     def end_of_epoch(self, logger: RunLogger) -> dict:
         val_auroc = None
@@ -105,10 +132,15 @@ class Trainer:
             # Without anomalous validation images AUROC is undefined: `best` is then the latest (README).
             if val_auroc is None or val_auroc > self.best_auroc:
                 self.best_auroc = val_auroc if val_auroc is not None else self.best_auroc
-                save_checkpoint(self.logdir / "best.pt", self._payload(False, val_auroc))
+                self._save("best.pt", False, val_auroc)
         if self.epoch % self.cfg.run.save_step == 0 or self.epoch == self.cfg.optim.epochs:
-            save_checkpoint(self.logdir / "last.pt", self._payload(True, val_auroc))
+            self._save("last.pt", True, val_auroc)
         return {"val_auroc": val_auroc}
+
+    def _save(self, name: str, with_state: bool, val_auroc: float | None) -> None:
+        payload = self._payload(with_state, val_auroc)  # collective under torchrun: every rank calls it
+        if self.ctx.is_main:
+            save_checkpoint(self.logdir / name, payload)
 
     def fit(self, logger: RunLogger, stop_after_epoch: int | None = None) -> None:
         cfg = self.cfg
@@ -116,8 +148,8 @@ class Trainer:
             if stop_after_epoch is not None and self.epoch >= stop_after_epoch:
                 return
             t0 = time.time()
-            batches = epoch_batches(self.split.train, cfg.optim.batch_size, cfg.run.seed, self.epoch,
-                                    cfg.data.num_workers, pin=self.device.type == "cuda")
+            batches = epoch_batches(self.split.train, self.batch_size, cfg.run.seed, self.epoch,
+                                    cfg.data.num_workers, pin=self.device.type == "cuda", ctx=self.ctx)
             result = train_one_epoch(
                 model=self.encoder, batches=batches, steps=self.steps_per_epoch, make_views=self.make_views,
                 loss_fn=self.loss_fn, optimizer=self.optimizer, lr_at=self.lr_at, step=self.step,
@@ -147,20 +179,29 @@ def log_view_grids(logger: RunLogger, views) -> None:
 
 
 def run_training(cfg: TrainConfig, *, show_progress: bool = True, stop_after_epoch: int | None = None) -> Path:
-    """Train and return the log dir (holding last.pt, best.pt, metrics.jsonl, tb/)."""
-    seed_everything(cfg.run.seed)
+    """Train and return the log dir (holding last.pt, best.pt, metrics.jsonl, tb/).
+
+    Under torchrun every process runs this; only rank 0 logs and writes checkpoints.
+    """
+    ctx, device = init_distributed(cfg.run.dist_backend, cfg.run.device)
+    seed_everything(cfg.run.seed)  # the same initial weights on every process
     split = load_split(cfg.data)
-    trainer = Trainer(cfg, split, show_progress=show_progress)
+    trainer = Trainer(cfg, split, show_progress=show_progress, ctx=ctx, device=device)
     if cfg.run.resume_path:
         trainer.resume(cfg.run.resume_path)
-    trainer.logdir.mkdir(parents=True, exist_ok=True)
-    (trainer.logdir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    logger = RunLogger(trainer.logdir)
-    if show_progress:
-        print(f"train: {len(split.train)} normal images | {trainer.steps_per_epoch} steps/epoch | "
-              f"{cfg.n_branches} branches | device {trainer.device} | logdir {trainer.logdir}", flush=True)
+    if ctx.is_main:
+        trainer.logdir.mkdir(parents=True, exist_ok=True)
+        (trainer.logdir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    logger = RunLogger(trainer.logdir, enabled=ctx.is_main)
+    if trainer.show_progress:
+        print(f"train: {len(split.train)} normal images | batch {trainer.batch_size} x {ctx.world_size} "
+              f"process(es) = {trainer.batch_size * ctx.world_size} images, x{cfg.shift.n_shifts} shifts x"
+              f"{cfg.n_branches} branches | {trainer.steps_per_epoch} steps/epoch | device {trainer.device} | "
+              f"logdir {trainer.logdir}", flush=True)
     try:
         trainer.fit(logger, stop_after_epoch=stop_after_epoch)
     finally:
         logger.close()
+        barrier(ctx)
+    shutdown(ctx)
     return trainer.logdir
