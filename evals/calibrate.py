@@ -61,7 +61,7 @@ def recall_threshold(normal_scores: Any, target_recall: float) -> float:
         raise UserError("the validation split has no normal images: no threshold can be calibrated")
     if not 0.0 < target_recall <= 1.0:
         raise ValueError(f"target_recall must be in (0, 1], got {target_recall}")
-    n_keep = max(1, math.floor(target_recall * normal.size))  # 0.95·20 = 19.000…01 keeps 19
+    n_keep = max(1, math.ceil(target_recall * normal.size - 1e-9))  # 0.95·20 = 19.000…01 keeps 19
     return float(normal[n_keep - 1])
 
 

@@ -166,12 +166,15 @@ def save_grid(path: Path, pred: Predictions, image_size: int, top_k: int) -> Non
 
 
 def format_summary(pred: Predictions) -> str:
-    c, n = pred.calibration, len(pred.paths)
-    lines = [f"scored     {n} images" + (f", skipped {len(pred.skipped)} unreadable" if pred.skipped else ""),
+    """A few lines for the terminal: counts, the threshold and its rule, unreadable files, the output."""
+    c = pred.calibration
+    rule = f"{c.rule} rule" + (f", {c.target_normal_recall:.0%} of normal validation kept"
+                               if c.rule == "recall" else "")
+    skipped = f", skipped {len(pred.skipped)} unreadable" if pred.skipped else ""
+    lines = [f"scored     {len(pred.paths)} images{skipped}",
              f"flagged    {int(pred.is_anomaly.sum())} as anomalous ({pred.is_anomaly.mean():.1%}) at "
-             f"τ = {c.threshold:.6g} ({c.rule} rule" + (f", {c.target_normal_recall:.0%} normal recall on "
-                                                          "validation)" if c.rule == "recall" else ")")]
-    lines += [f"skipped    {path}: {reason}" for path, reason in pred.skipped[:SHOWN_SKIPPED]]
+             f"τ = {c.threshold:.6g} ({rule})"]
+    lines += [f"skipped    {reason}" for _, reason in pred.skipped[:SHOWN_SKIPPED]]  # the reason names the file
     if len(pred.skipped) > SHOWN_SKIPPED:
         lines.append(f"skipped    ... {len(pred.skipped) - SHOWN_SKIPPED} more in skipped.csv")
     if c.note:

@@ -34,7 +34,7 @@ def eval_cfg(extra: str):
 def test_train_then_eval_writes_report(tmp_path, mode):
     logdir = run_training(train_cfg(f"{mode} --epochs 2", tmp_path / "run"), show_progress=False)
     assert (logdir / "last.pt").is_file() and (logdir / "best.pt").is_file()
-    assert (logdir / "metrics.jsonl").read_text().count("train/loss") == 6  # exactly --steps_per_epoch x epochs
+    assert (logdir / "metrics.jsonl").read_text().count("\"train/loss\":") == 6  # exactly --steps_per_epoch x epochs
     out = run_eval(eval_cfg(f"--load_path {logdir} --ood_samples 2 --n_boot 50 --out_dir {tmp_path / 'ev'}"),
                    show_progress=False)
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
