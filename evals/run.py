@@ -15,6 +15,7 @@ import torch
 from common.checkpoint import load_checkpoint, resolve_checkpoint
 from common.config import DataConfig, EvalConfig, TrainConfig
 from common.device import default_device
+from common.distributed import DistContext, init_distributed, shutdown
 from datasets import ImageDataset, OneClassSplit
 from evals.calibrate import (StoredCalibration, ViewSettings, calibrate, calibration_path, decisions,
                              save_calibration, weights_fingerprint)
@@ -70,8 +71,10 @@ class EvalSetup:
         return score_dataset(self.model, scorer, dataset, seed=self.views.seed, **self.feature_kwargs)
 
 
-def prepare(cfg: EvalConfig, progress: bool) -> EvalSetup:
-    device = default_device(cfg.device)
+def prepare(cfg: EvalConfig, progress: bool, ctx: DistContext = DistContext(),
+            device: torch.device | None = None) -> EvalSetup:
+    """Under torchrun (``ctx``) features are extracted in shards and gathered on every process."""
+    device = device or default_device(cfg.device)
     ckpt_path = resolve_checkpoint(cfg.load_path)
     ckpt = load_checkpoint(ckpt_path, map_location=device)
     trained = TrainConfig.from_dict(ckpt["config"])
@@ -83,11 +86,11 @@ def prepare(cfg: EvalConfig, progress: bool) -> EvalSetup:
                          image_size=split.image_size)
     kwargs = dict(shift_kind=views.shift_kind, n_shifts=views.n_shifts, n_samples=views.n_samples,
                   crop_scale=views.crop_scale, batch_size=views.batch_size, device=device, amp=cfg.amp,
-                  num_workers=data_cfg.num_workers, progress=progress)
+                  num_workers=data_cfg.num_workers, progress=progress, ctx=ctx)
     return EvalSetup(ckpt_path, ckpt, data_cfg, split, load_model(ckpt, device), views, kwargs)
 
 
-def calibrate_checkpoint(setup: EvalSetup, scorer: CSIScorer, cfg: EvalConfig) -> StoredCalibration:
+def calibrate_checkpoint(setup: EvalSetup, scorer: CSIScorer, cfg: EvalConfig, write: bool = True) -> StoredCalibration:
     """Score the validation split, choose τ there (never on test) and store it, with the scorer,
     next to the checkpoint, so that predicting needs neither training nor validation images."""
     val_scores = setup.scores(scorer, setup.split.val)
@@ -98,7 +101,8 @@ def calibrate_checkpoint(setup: EvalSetup, scorer: CSIScorer, cfg: EvalConfig) -
                                                  cfg.threshold.target_normal_recall),
         val_scores=torch.from_numpy(np.asarray(val_scores)), val_is_anomaly=torch.from_numpy(labels),
         fingerprint=weights_fingerprint(setup.ckpt["model"]))
-    save_calibration(calibration_path(setup.ckpt_path), stored)
+    if write:
+        save_calibration(calibration_path(setup.ckpt_path), stored)
     return stored
 
 
@@ -153,9 +157,20 @@ def run_eval(cfg: EvalConfig, *, show_progress: bool = True) -> dict:
     calibrating, or when the scored split lacks a class (AUROC is then undefined).
     """
     t0 = time.time()
-    setup = prepare(cfg, show_progress)
+    ctx, device = init_distributed(None, cfg.device)
+    try:
+        return _evaluate(cfg, show_progress and ctx.is_main, ctx, device, t0)
+    finally:
+        shutdown(ctx)
+
+
+def _evaluate(cfg: EvalConfig, show_progress: bool, ctx: DistContext, device: torch.device | None,
+              t0: float) -> dict:
+    """Every process extracts its shard of the features; only rank 0 writes files."""
+    setup = prepare(cfg, show_progress, ctx, device)
     scorer = setup.bank_scorer(cfg.score, seed=cfg.seed + BANK_SEED_OFFSET)
-    stored, calib_file = calibrate_checkpoint(setup, scorer, cfg), calibration_path(setup.ckpt_path)
+    stored = calibrate_checkpoint(setup, scorer, cfg, write=ctx.is_main)
+    calib_file = calibration_path(setup.ckpt_path)
     if show_progress:
         print(describe_calibration(stored, calib_file))
     target = setup.split.val if cfg.calibrate_only or cfg.split == "val" else setup.split.test
@@ -163,7 +178,7 @@ def run_eval(cfg: EvalConfig, *, show_progress: bool = True) -> dict:
     labels = np.asarray(target.is_anomaly)
     result = {"metrics": None, "out_dir": None, "scores": scores, "is_anomaly": labels,
               "calibration": str(calib_file)}
-    if cfg.calibrate_only:
+    if cfg.calibrate_only or not ctx.is_main:
         return result
     if labels.min(initial=0) == labels.max(initial=0):
         if show_progress:
