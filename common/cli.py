@@ -43,14 +43,26 @@ SHIFT_TRANS_TYPES = {
 STEP_SCALE = 100  # upstream: t = floor(100 * u), u in [offset, upper)
 
 
-def t_range_from_offsets(offset: float, upper: float, step_scale: int = STEP_SCALE) -> tuple[int, int]:
-    """Upstream's ``--diffusion_offset 0.3 --diffusion_upper_offset 1.0`` -> t in [30, 99].
+def _floor(value: float) -> int:
+    """⌊value⌋, robust to float error: 100·0.3 = 30.000000000000004 and 100·0.29 = 28.999999999999996."""
+    nearest = round(value)
+    return nearest if abs(value - nearest) < 1e-9 else math.floor(value)
 
-    Upstream draws t = floor(100 u) with u uniform in [offset, upper).
+
+def t_range_from_offsets(diffusion_offset: float = 0.3, diffusion_upper_offset: float = 1.0,
+                         step_scale: int = STEP_SCALE) -> tuple[int, int]:
+    """Upstream's t = ⌊step_scale·u⌋, u ~ U[offset, upper), as an inclusive integer range.
+
+    The defaults give (30, 99). ``u`` never reaches ``upper``, so t_max is the
+    largest integer strictly below step_scale·upper.
     """
-    if not 0.0 <= offset < upper:
-        raise UserError(f"--diffusion_offset ({offset}) must be >= 0 and below --diffusion_upper_offset ({upper})")
-    return math.floor(offset * step_scale), math.ceil(upper * step_scale) - 1
+    if not 0 <= diffusion_offset < diffusion_upper_offset:
+        raise UserError(f"--diffusion_offset {diffusion_offset} must be >= 0 and below "
+                        f"--diffusion_upper_offset {diffusion_upper_offset}")
+    t_min = _floor(step_scale * diffusion_offset)
+    upper = step_scale * diffusion_upper_offset
+    t_max = _floor(upper) - 1 if abs(upper - round(upper)) < 1e-9 else _floor(upper)
+    return t_min, max(t_min, t_max)
 
 
 def _add_data_flags(p: argparse.ArgumentParser, required: bool) -> None:

@@ -10,7 +10,6 @@ mild, model-driven removal of the fine detail the DDPM considers noise.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -40,28 +39,6 @@ INPUT_RANGES: dict[str, tuple[Callable, Callable]] = {
 def predict_x0(x: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
     """One-step estimate x₀ = x/√ᾱ − √(1/ᾱ − 1)·ε (no clamping); ``alpha_bar`` broadcasts to x."""
     return x / alpha_bar.sqrt() - (1 / alpha_bar - 1).sqrt() * eps
-
-
-def _floor(value: float) -> int:
-    """⌊value⌋, robust to float error: 100·0.3 = 30.000000000000004 and 100·0.29 = 28.999999999999996."""
-    nearest = round(value)
-    return nearest if abs(value - nearest) < 1e-9 else math.floor(value)
-
-
-def t_range_from_offsets(diffusion_offset: float = 0.3, diffusion_upper_offset: float = 1.0,
-                         step_scale: int = 100) -> tuple[int, int]:
-    """Upstream's t = ⌊step_scale·u⌋, u ~ U[offset, upper), as an inclusive integer range.
-
-    The defaults give (30, 99). ``u`` never reaches ``upper``, so t_max is the
-    largest integer strictly below step_scale·upper.
-    """
-    if not 0 <= diffusion_offset < diffusion_upper_offset:
-        raise UserError(f"--diffusion_offset {diffusion_offset} must be >= 0 and below "
-                        f"--diffusion_upper_offset {diffusion_upper_offset}")
-    t_min = _floor(step_scale * diffusion_offset)
-    upper = step_scale * diffusion_upper_offset
-    t_max = _floor(upper) - 1 if abs(upper - round(upper)) < 1e-9 else _floor(upper)
-    return t_min, max(t_min, t_max)
 
 
 def draw_t(n: int, t_range: tuple[int, int], per_sample: bool, generator: torch.Generator | None,

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from common.device import default_device
 from common.errors import UserError
 from common.seed import seed_everything
+from common.transforms import random_hflip
 from diffusion_models.checkpoint import DDPMMeta, ValLosses, load_ddpm, load_trainer_state, save_ddpm
 from diffusion_models.resample import Resampler
 from diffusion_models.unet import (DISSOLVE_T, GROUPS, NUM_TRAIN_TIMESTEPS, build_scheduler, build_unet,
@@ -142,12 +143,6 @@ def batch_indices(n: int, batch_size: int, micro_step: int, seed: int) -> torch.
     epoch, j = divmod(micro_step, per_epoch)
     perm = np.random.default_rng([seed, epoch]).permutation(n)
     return torch.from_numpy(perm[j * batch_size:(j + 1) * batch_size])
-
-
-def random_hflip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Flip each image of (B, C, H, W) left-right with p = 0.5: the only augmentation (METHOD §1)."""
-    flip = torch.rand(len(x), generator=generator) < 0.5
-    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
 
 
 class DDPMTrainer:

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from common.errors import UserError
+from common.transforms import random_hflip
 
 Augment = Callable[..., Tensor]
 
@@ -79,13 +80,6 @@ class Features:
         )
 
 
-def random_hflip(x: Tensor, generator: torch.Generator) -> Tensor:
-    """Flip each image of x (B, C, H, W) left-right with probability 1/2; same shape and range."""
-    flip = torch.rand(x.shape[0], generator=generator, device=generator.device) < 0.5
-    flip = flip.to(x.device).view(-1, 1, 1, 1)
-    return torch.where(flip, x.flip(-1), x)
-
-
 def shift_views(x: Tensor, shift_kind: str, K: int, generator: torch.Generator) -> Tensor:
     """The shifted test-time views of a batch, before augmentation.
 
@@ -94,15 +88,9 @@ def shift_views(x: Tensor, shift_kind: str, K: int, generator: torch.Generator) 
     afresh for every (k, i), as upstream draws one hflip per shift
     (upstream-behaviour.md §4.2); the flip comes before the shift, as in training.
     """
-    from training.shifts import stack_shifts  # deferred: see the module docstring
+    from training.shifts import apply_shift  # deferred: see the module docstring
 
-    batch = x.shape[0]
-    # Each call shifts its own fresh flip K ways and keeps block k: K× the (cheap)
-    # shift work, but only the stack_shifts contract is relied on.
-    blocks = [
-        stack_shifts(random_hflip(x, generator), shift_kind, K)[k * batch : (k + 1) * batch]
-        for k in range(K)
-    ]
+    blocks = [apply_shift(random_hflip(x, generator), k, shift_kind) for k in range(K)]
     return torch.cat(blocks)
 
 

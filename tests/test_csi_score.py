@@ -168,6 +168,7 @@ def _stack_rotations(x: torch.Tensor, kind: str, K: int = 4) -> torch.Tensor:
 def standin_shifts(monkeypatch):
     module = types.ModuleType("training.shifts")
     module.stack_shifts = _stack_rotations
+    module.apply_shift = lambda x, k, kind: _stack_rotations(x, kind, k + 1)[k * x.shape[0]:]
     monkeypatch.setitem(sys.modules, "training.shifts", module)
     return module
 

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from common.errors import UserError
 from diffusion_models.checkpoint import DDPMMeta, ValLosses, load_ddpm, save_ddpm
 from diffusion_models.dissolver import Dissolver
-from diffusion_models.trainer import (DDPMData, DDPMTrainConfig, DDPMTrainer, batch_indices, random_hflip,
+from common.transforms import random_hflip
+from diffusion_models.trainer import (DDPMData, DDPMTrainConfig, DDPMTrainer, batch_indices,
                                       run_training)
 from diffusion_models.unet import build_scheduler, build_unet
 

@@ -12,7 +12,8 @@ from torch import nn
 
 from common.errors import UserError
 from diffusion_models.blur import BlurDissolver
-from diffusion_models.dissolver import Dissolver, predict_x0, t_range_from_offsets
+from common.cli import t_range_from_offsets
+from diffusion_models.dissolver import Dissolver, predict_x0
 from diffusion_models.resample import Resampler
 from diffusion_models.unet import build_scheduler, build_unet
 

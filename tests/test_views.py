@@ -2,7 +2,8 @@
 import torch
 
 from training.shifts import apply_shift
-from training.views import make_views, random_hflip
+from common.transforms import random_hflip
+from training.views import make_views
 
 
 def identity_augment(x, generator=None):

@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from common.transforms import random_hflip
 from training.shifts import apply_shift, shift_labels, stack_shifts
 
 Dissolve = Callable[..., torch.Tensor]  # (x, generator=...) -> x, both (B, 3, H, W) in [0, 1]
@@ -27,16 +28,6 @@ class ViewBatch:
     shift_labels: torch.Tensor
     n_branches: int
     batch_size: int
-
-
-def random_hflip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Flip each image of x (B, C, H, W) horizontally with probability 1/2."""
-    flip = torch.rand(x.shape[0], generator=generator, device=_gen_device(generator)) < 0.5
-    return torch.where(flip.to(x.device)[:, None, None, None], x.flip(3), x)
-
-
-def _gen_device(generator: torch.Generator | None) -> torch.device:
-    return generator.device if generator is not None else torch.device("cpu")
 
 
 def dissolved_branch(x: torch.Tensor, dissolve: Dissolve, shift_kind: str, n_shifts: int,
