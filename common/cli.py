@@ -139,6 +139,14 @@ def auto_logdir(args: argparse.Namespace) -> str:
     return str(Path("logs") / f"{name}_{time.strftime('%Y%m%d-%H%M%S')}")
 
 
+def resume_logdir(resume_path: str | None) -> str | None:
+    """A resumed run keeps writing into the folder it resumes from."""
+    if not resume_path:
+        return None
+    path = Path(resume_path)
+    return str(path if path.is_dir() else path.parent)
+
+
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Translate the upstream flags into typed config; the only place that reads mode strings."""
     method, shift_kind = SHIFT_TRANS_TYPES[args.shift_trans_type]
@@ -151,7 +159,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         method=method, checkpoint=args.diffusion_model_path, resolution=args.diff_resolution,
         t_min=t_min, t_max=t_max, per_sample_t=args.diffusion_t_granularity == "sample",
         weights=args.diffusion_weights, input_range=args.diffusion_input_range, kernel_size=args.kernel_size)
-    run = RunConfig(logdir=args.logdir or auto_logdir(args), seed=args.seed, save_step=args.save_step,
+    run = RunConfig(logdir=args.logdir or resume_logdir(args.resume_path) or auto_logdir(args), seed=args.seed, save_step=args.save_step,
                     val_every=args.val_every, val_samples=args.val_samples, amp=args.amp, device=args.device,
                     resume_path=args.resume_path, channels_last=args.channels_last, compile=args.compile,
                     sync_bn=args.sync_bn, dist_backend=args.dist_backend)

@@ -77,3 +77,11 @@ def test_bad_flags_raise_one_line_errors_naming_the_flag(cmd, flag):
 def test_config_round_trips_through_a_dict():
     cfg = train_cfg(README_TRAIN + " --normal_classes a,b")
     assert type(cfg).from_dict(cfg.to_dict()) == cfg
+
+
+def test_resume_keeps_the_log_dir(tmp_path):
+    (tmp_path / "run").mkdir()
+    cfg = train_cfg(f"--dataset synthetic --shift_trans_type rotation --resume_path {tmp_path / 'run'}")
+    assert cfg.run.logdir == str(tmp_path / "run")
+    cfg = train_cfg(f"--dataset synthetic --shift_trans_type rotation --resume_path {tmp_path / 'run' / 'last.pt'}")
+    assert cfg.run.logdir == str(tmp_path / "run")
