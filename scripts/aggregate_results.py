@@ -65,6 +65,7 @@ PAPER = _paper_table()
 def collect(root: Path, table: str | None = None) -> list[dict]:
     """One row per (table, dataset, variant), aggregating its seed folders."""
     groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    val_groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for report in sorted(root.rglob("report.json")):
         parts = report.relative_to(root).parts
         if len(parts) < 5:
@@ -73,28 +74,47 @@ def collect(root: Path, table: str | None = None) -> list[dict]:
         if table and key[0] != table:
             continue
         groups[key].append(json.loads(report.read_text())["metrics"]["auroc"])
+        val = best_val_auroc(report.parent / "train" / "metrics.jsonl")
+        if val is not None:
+            val_groups[key].append(val)
     rows = []
-    for (tbl, ds, variant), values in sorted(groups.items()):
-        std = statistics.stdev(values) if len(values) > 1 else 0.0
-        rows.append({"table": tbl, "dataset": ds, "variant": variant, "seeds": len(values),
-                     "auroc_mean": round(statistics.fmean(values), 4), "auroc_std": round(std, 4),
-                     "paper": PAPER.get((tbl, ds, variant))})
+    for key, values in sorted(groups.items()):
+        vals = val_groups.get(key, [])
+        rows.append({"table": key[0], "dataset": key[1], "variant": key[2], "seeds": len(values),
+                     "auroc_mean": round(statistics.fmean(values), 4), "auroc_std": round(_std(values), 4),
+                     "val_auroc_mean": round(statistics.fmean(vals), 4) if vals else None,
+                     "paper": PAPER.get(key)})
     return rows
 
 
+def _std(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def best_val_auroc(metrics_jsonl: Path) -> float | None:
+    """The validation AUROC of the checkpoint that was kept as best.pt (the run's maximum)."""
+    if not metrics_jsonl.is_file():
+        return None
+    rows = (json.loads(line) for line in metrics_jsonl.read_text().splitlines() if line.strip())
+    values = [row["val/auroc"] for row in rows if "val/auroc" in row]
+    return max(values) if values else None
+
+
 def to_markdown(rows: list[dict]) -> str:
-    lines = ["| table | dataset | variant | seeds | AUROC (mean ± std) | paper |", "|---|---|---|---|---|---|"]
+    lines = ["| table | dataset | variant | seeds | test AUROC (mean ± std) | best val AUROC | paper |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         paper = f"{r['paper']:.3f}" if r["paper"] is not None else "–"
+        val = f"{r['val_auroc_mean']:.3f}" if r["val_auroc_mean"] is not None else "–"
         lines.append(f"| {r['table']} | {r['dataset']} | {r['variant']} | {r['seeds']} | "
-                     f"{r['auroc_mean']:.3f} ± {r['auroc_std']:.3f} | {paper} |")
+                     f"{r['auroc_mean']:.3f} ± {r['auroc_std']:.3f} | {val} | {paper} |")
     return "\n".join(lines) + "\n"
 
 
 def to_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=["table", "dataset", "variant", "seeds", "auroc_mean", "auroc_std",
-                                             "paper"])
+                                             "val_auroc_mean", "paper"])
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
