@@ -20,9 +20,13 @@ DISSOLVE_T = (30, 100)  # the t range the dissolver uses by default, half-open (
 def build_unet(dim: int, dim_mults: tuple[int, ...], resolution: int, channels: int = 3) -> UNet2DModel:
     """An ε-prediction UNet with levels of ``dim·m`` channels, two ResNet layers each.
 
-    Attention sits at the lower-resolution half of the levels (8 and 4 px for
-    the paper's 32-px, four-level net) and in the middle block, as in
-    upstream's UNet, whose full attention is in the middle only.
+    Upstream's UNet has linear attention at every level and full attention in
+    the middle; diffusers offers full attention only, so it sits at the
+    lower-resolution half of the levels (8 and 4 px for the paper's 32-px,
+    four-level net) and in the middle block. The paper size (64, (1, 2, 4, 8))
+    comes to 63M parameters here against upstream's 35M: diffusers puts a
+    level's ResNet layers at its output width and uses three per level on the
+    way up.
     """
     n_levels = len(dim_mults)
     attn = [i >= n_levels // 2 for i in range(n_levels)]
