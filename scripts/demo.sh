@@ -18,7 +18,7 @@ if [ -z "${PRESET:-}" ]; then
 fi
 # Quick preset: chosen on BreastMNIST validation AUROC (see README "How the quick preset was chosen").
 case "$PRESET" in
-  quick) DDPM=(--dim 8 --dim_mults 1,2,2 --train_steps 800 --batch_size 16 --val_every 200)
+  quick) DDPM=(--dim 8 --dim_mults 1,2,2 --train_steps 600 --batch_size 16 --val_every 200)
          DIA=(--width 16 --epochs 15 --warmup 2 --save_step 3 --val_samples 2) ;;
   # paper: the paper UNet; on BreastMNIST its validation eps-loss bottoms out near 1,500 steps (METHOD §2),
   # so 5,000 steps with best-validation selection stand in for the paper's 25,000.
@@ -33,7 +33,7 @@ echo "== 1/3 DDPM pretraining on the normal class (normal-validation epsilon-los
 "$PY" diffusion_models/train_eval_ddpm.py --mode train --dataset breastmnist --data_root "$DATA" \
   --one_class_idx "$CLS" "${DDPM[@]}" --save_dir "$OUT/ddpm"
 "$PY" diffusion_models/train_eval_ddpm.py --mode eval --load_path "$OUT/ddpm" --dataset breastmnist \
-  --data_root "$DATA" --one_class_idx "$CLS" --out_dir "$OUT/ddpm_eval"
+  --data_root "$DATA" --one_class_idx "$CLS" --sample_steps 100 --num_samples 8 --out_dir "$OUT/ddpm_eval"
 
 echo "== 2/3 DIA training (best checkpoint chosen on validation AUROC) =="
 "$PY" train.py --data_root "$DATA" --dataset breastmnist --model resnet18 --mode simclr_DIA \

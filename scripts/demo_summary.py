@@ -16,7 +16,7 @@ def main() -> None:
           f"AUPR {m['aupr']:.3f}, FPR@95%TPR {m['fpr95']:.3f} on {m['n_normal']} normal / "
           f"{m['n_anomalous']} anomalous BreastMNIST test images.")
     print(f"Report and plots:  {args.out / 'eval'} (report.json, roc.png, scores_hist.png, scores.csv)")
-    grid = sorted((args.out / "ddpm_eval").glob("*grid*.png"))
+    grid = sorted((args.out / "ddpm_eval").glob("dissolve_*.png"))
     if grid:
         print(f"Dissolving grid:   {grid[0]}")
     print(f"Training logs:     tensorboard --logdir {args.out / 'dia'}")
