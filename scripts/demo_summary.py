@@ -16,9 +16,9 @@ def main() -> None:
           f"AUPR {m['aupr']:.3f}, FPR@95%TPR {m['fpr95']:.3f} on {m['n_normal']} normal / "
           f"{m['n_anomalous']} anomalous BreastMNIST test images.")
     print(f"Report and plots:  {args.out / 'eval'} (report.json, roc.png, scores_hist.png, scores.csv)")
-    grid = sorted((args.out / "ddpm_eval").glob("dissolve_*.png"))
-    if grid:
-        print(f"Dissolving grid:   {grid[0]}")
+    grids = sorted(p.name for p in (args.out / "ddpm_eval").glob("dissolve_*.png"))
+    if grids:
+        print(f"Dissolving grids:  {args.out / 'ddpm_eval'} ({', '.join(grids)})")
     print(f"Training logs:     tensorboard --logdir {args.out / 'dia'}")
     print("Your own data:     see README 'Use on your own data' (--dataset folder --data_root DIR).")
 
