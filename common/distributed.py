@@ -108,14 +108,6 @@ def gather_tensor(x: torch.Tensor, ctx: DistContext) -> list[torch.Tensor]:
     return out
 
 
-def all_reduce_mean(value: float, ctx: DistContext, device: torch.device) -> float:
-    if not ctx.enabled:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return float(t.item() / ctx.world_size)
-
-
 def barrier(ctx: DistContext) -> None:
     if ctx.enabled:
         dist.barrier()

@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from common.logging import RunLogger
+from training.optim import LRSchedule
 from training.views import ViewBatch
 
 
@@ -24,7 +25,7 @@ class EpochResult:
 
 
 def train_one_epoch(*, model: torch.nn.Module, batches: Iterable, steps: int, make_views: Callable[[torch.Tensor], ViewBatch],
-                    loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer, lr_at: Callable[[int], float],
+                    loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer, lr_schedule: LRSchedule,
                     step: int, device: torch.device, amp: bool = False, logger: RunLogger | None = None,
                     desc: str = "train", show_progress: bool = True) -> EpochResult:
     """Run ``steps`` iterations over ``batches`` (yielding (x, is_anomaly), x in [0, 1]).
@@ -41,9 +42,7 @@ def train_one_epoch(*, model: torch.nn.Module, batches: Iterable, steps: int, ma
     for x, _ in batches:
         if done >= steps:
             break
-        lr = lr_at(step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = lr_schedule.apply(optimizer, step)
         views = make_views(x.to(device, non_blocking=True))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             out = model(views.images)

@@ -28,7 +28,7 @@ from training.augment import SimCLRAugment
 from training.dissolvers import build_dissolver
 from training.engine import train_one_epoch
 from training.losses import ContrastiveShiftLoss
-from training.optim import build_optimizer, lr_at
+from training.optim import LRSchedule, build_optimizer
 from training.validate import validation_auroc
 from training.views import make_views
 from training.data import load_split
@@ -72,8 +72,8 @@ class Trainer:
             dissolve=dissolve, generator=self.generator)
         n_batches = -(-len(split.train) // (self.batch_size * ctx.world_size))
         self.steps_per_epoch = min(n_batches, cfg.optim.steps_per_epoch)
-        self.lr_at = functools.partial(lr_at, steps_per_epoch=self.steps_per_epoch, lr_init=cfg.optim.lr_init,
-                                       warmup_epochs=cfg.optim.warmup_epochs, epochs=cfg.optim.epochs)
+        self.lr_schedule = LRSchedule(steps_per_epoch=self.steps_per_epoch, lr_init=cfg.optim.lr_init,
+                                      warmup_epochs=cfg.optim.warmup_epochs, epochs=cfg.optim.epochs)
         self.epoch, self.step, self.best_auroc = 0, 0, float("-inf")
 
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -152,7 +152,7 @@ class Trainer:
                                     cfg.data.num_workers, pin=self.device.type == "cuda", ctx=self.ctx)
             result = train_one_epoch(
                 model=self.encoder, batches=batches, steps=self.steps_per_epoch, make_views=self.make_views,
-                loss_fn=self.loss_fn, optimizer=self.optimizer, lr_at=self.lr_at, step=self.step,
+                loss_fn=self.loss_fn, optimizer=self.optimizer, lr_schedule=self.lr_schedule, step=self.step,
                 device=self.device, amp=cfg.run.amp, logger=logger, show_progress=self.show_progress,
                 desc=f"epoch {self.epoch + 1}/{cfg.optim.epochs}")
             if result.first_views is not None:
