@@ -159,8 +159,8 @@ class Trainer:
                 log_view_grids(logger, result.first_views)
             self.step, self.epoch = result.step, self.epoch + 1
             extra = self.end_of_epoch(logger)
-            logger.scalars(self.step, {"epoch": self.epoch, "epoch_seconds": time.time() - t0, **{
-                k: v for k, v in result.metrics.items()}}, prefix="epoch/")
+            logger.scalars(self.step, {"epoch": self.epoch, "epoch_seconds": time.time() - t0, **result.metrics},
+                           prefix="epoch/")
             if self.show_progress:
                 val = extra["val_auroc"]
                 print(f"epoch {self.epoch:4d} | loss {result.metrics.get('loss', float('nan')):.4f} | "
