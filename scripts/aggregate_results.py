@@ -68,7 +68,7 @@ def collect(root: Path, table: str | None = None) -> list[dict]:
     val_groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for report in sorted(root.rglob("report.json")):
         parts = report.relative_to(root).parts
-        if len(parts) < 5:
+        if len(parts) < 5 or parts[0].startswith("_"):  # _runs/ is the shared run cache, not a table
             continue
         key = (parts[-5], parts[-4], parts[-3])  # table, dataset_c<class>, variant (parent of seed<k>)
         if table and key[0] != table:
@@ -83,8 +83,19 @@ def collect(root: Path, table: str | None = None) -> list[dict]:
         rows.append({"table": key[0], "dataset": key[1], "variant": key[2], "seeds": len(values),
                      "auroc_mean": round(statistics.fmean(values), 4), "auroc_std": round(_std(values), 4),
                      "val_auroc_mean": round(statistics.fmean(vals), 4) if vals else None,
-                     "paper": PAPER.get(key)})
+                     "paper": paper_figure(*key)})
     return rows
+
+
+def paper_figure(table: str, dataset: str, variant: str) -> str | None:
+    """The paper's AUROC for this row, e.g. "0.750"; "0.750 (c0)" when the paper trained on another class."""
+    if (table, dataset, variant) in PAPER:
+        return f"{PAPER[(table, dataset, variant)]:.3f}"
+    name = dataset.rsplit("_c", 1)[0]
+    for (t, ds, v), value in PAPER.items():
+        if t == table and v == variant and ds.rsplit("_c", 1)[0] == name:
+            return f"{value:.3f} ({ds.rsplit('_', 1)[1]})"
+    return None
 
 
 def _std(values: list[float]) -> float:
@@ -104,7 +115,7 @@ def to_markdown(rows: list[dict]) -> str:
     lines = ["| table | dataset | variant | seeds | test AUROC (mean ± std) | best val AUROC | paper |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        paper = f"{r['paper']:.3f}" if r["paper"] is not None else "–"
+        paper = r["paper"] or "–"
         val = f"{r['val_auroc_mean']:.3f}" if r["val_auroc_mean"] is not None else "–"
         lines.append(f"| {r['table']} | {r['dataset']} | {r['variant']} | {r['seeds']} | "
                      f"{r['auroc_mean']:.3f} ± {r['auroc_std']:.3f} | {val} | {paper} |")

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Shared pieces of the reproduction scripts: presets and one "train + eval" run.
-# Source it; do not run it. Every run writes
-#   $RESULTS/<table>/<dataset>_c<class>/<variant>/seed<k>/{report.json, train/...}
+# Source it; do not run it. Every run trains once into a cache keyed by its exact train.py flags,
+#   $RESULTS/_runs/<dataset>_c<class>/<key>/seed<k>/{report.json, train/...}
+# and each table that uses it gets $RESULTS/<table>/<dataset>_c<class>/<variant>/seed<k>/report.json (a copy)
+# plus a `train` link. So CSI and DIA, trained for the main table, are not trained again for the batch,
+# loss-mode or contamination tables. A half-finished run resumes from its last.pt.
+# Overrides: EPOCHS=<n> (shorter ablations), DDPM_STEPS=<n>, extra flags TRAIN_EXTRA="...", DDPM_EXTRA="...",
+# EVAL_EXTRA="..." (appended, so they win), RESULTS=<dir>, DDPM_DIR=<dir>, DATA_ROOT=<dir>, PY=<python>.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,6 +30,10 @@ preset() {
       EVAL_FLAGS=(--ood_samples 10 --resize_factor 0.54 --resize_fix) ;;
     *) echo "error: scale must be quick or paper, got '$1'" >&2; exit 2 ;;
   esac
+  if [ -n "${EPOCHS:-}" ]; then TRAIN_FLAGS+=(--epochs "$EPOCHS"); fi
+  if [ -n "${DDPM_STEPS:-}" ]; then DDPM_FLAGS+=(--train_steps "$DDPM_STEPS"); fi
+  # shellcheck disable=SC2206  # word splitting of the *_EXTRA strings is intended
+  TRAIN_FLAGS+=(${TRAIN_EXTRA:-}); DDPM_FLAGS+=(${DDPM_EXTRA:-}); EVAL_FLAGS+=(${EVAL_EXTRA:-})
   SCALE="$1"
 }
 
@@ -49,6 +58,8 @@ model_for() {
 ddpm() {
   local ds="$1" cls="$2" res="${3:-32}"
   local dir="$DDPM_DIR/${SCALE}/${ds}_c${cls}_r${res}"
+  # a DDPM trained with overridden flags gets its own folder, so it never stands in for the preset's one
+  if [ -n "${DDPM_STEPS:-}${DDPM_EXTRA:-}" ]; then dir="${dir}_$("$PY" "$REPO/scripts/run_key.py" "${DDPM_FLAGS[@]}")"; fi
   if [ ! -f "$dir/best/ddpm.json" ]; then
     "$PY" "$REPO/diffusion_models/train_eval_ddpm.py" --mode train --dataset "$ds" --data_root "$(data_root "$ds")" \
       --one_class_idx "$cls" --image_size "$res" "${DDPM_FLAGS[@]}" --save_dir "$dir" >&2
@@ -61,8 +72,24 @@ run_one() {
   local table="$1" ds="$2" cls="$3" variant="$4" seed="$5"; shift 5
   local out="$RESULTS/$table/${ds}_c${cls}/$variant/seed$seed"
   if [ -f "$out/report.json" ]; then echo "skip (done): $out"; return; fi
-  "$PY" "$REPO/train.py" --dataset "$ds" --data_root "$(data_root "$ds")" --one_class_idx "$cls" \
-    --model "$(model_for "$ds")" --seed "$seed" "${TRAIN_FLAGS[@]}" --logdir "$out/train" "$@"
-  "$PY" "$REPO/eval.py" --mode ood_pre --ood_score CSI --load_path "$out/train/best.pt" "${EVAL_FLAGS[@]}" \
-    --seed "$seed" --out_dir "$out"
+  local flags=(--dataset "$ds" --data_root "$(data_root "$ds")" --one_class_idx "$cls" --model "$(model_for "$ds")"
+               --seed "$seed" "${TRAIN_FLAGS[@]}" "$@")
+  local key_args=("${flags[@]}")  # the preset's eval flags are fixed; changed ones (EVAL_EXTRA) join the key
+  [ -n "${EVAL_EXTRA:-}" ] && key_args+=(--eval_flags "eval: ${EVAL_FLAGS[*]}")
+  local run="$RESULTS/_runs/${ds}_c${cls}/$("$PY" "$REPO/scripts/run_key.py" "${key_args[@]}")/seed$seed"
+  mkdir -p "$run" "$out"
+  (
+    flock 9  # two scripts side by side wait for each other instead of training the same run twice
+    if [ ! -f "$run/report.json" ]; then
+      local resume=()
+      [ -f "$run/train/last.pt" ] && resume=(--resume_path "$run/train")
+      printf '%q ' "${flags[@]}" > "$run/flags.txt"
+      echo "== $table/$variant seed $seed -> $run" >&2
+      "$PY" "$REPO/train.py" "${flags[@]}" "${resume[@]}" --logdir "$run/train"
+      "$PY" "$REPO/eval.py" --mode ood_pre --ood_score CSI --load_path "$run/train/best.pt" "${EVAL_FLAGS[@]}" \
+        --seed "$seed" --out_dir "$run"
+    fi
+  ) 9>"$run/.lock"
+  ln -sfn "$run/train" "$out/train"
+  cp "$run/report.json" "$out/report.json.tmp" && mv "$out/report.json.tmp" "$out/report.json"
 }

@@ -28,8 +28,33 @@ def test_rows_average_seeds_and_carry_the_paper_figure(tmp_path):
     assert dia["seeds"] == 2 and dia["auroc_mean"] == pytest.approx(0.75)
     assert dia["auroc_std"] == pytest.approx(0.0707, abs=1e-4)
     assert dia["val_auroc_mean"] == pytest.approx(0.75)  # best val of each seed: 0.8 and 0.7
-    assert dia["paper"] == 0.750 and rows[("kernel", "median_k7")]["paper"] == 0.514
+    assert dia["paper"] == "0.750" and rows[("kernel", "median_k7")]["paper"] == "0.514"
     assert len(aggregate.collect(tmp_path, table="kernel")) == 1
     table = aggregate.to_markdown(aggregate.collect(tmp_path))
     assert "0.750 ± 0.071" in table and "| 0.514 |" in table
     assert aggregate.to_csv(aggregate.collect(tmp_path)).splitlines()[0].startswith("table,dataset,variant")
+
+
+def test_other_class_gets_the_paper_figure_with_its_class_and_the_run_cache_is_not_a_table(tmp_path):
+    write_run(tmp_path, "batch", "breastmnist_c1", "CSI-1.5", 0, 0.6)
+    write_run(tmp_path, "_runs", "breastmnist_c1", "3f9c2a1b7e", 0, 0.6)
+    rows = aggregate.collect(tmp_path)
+    assert [(r["table"], r["paper"]) for r in rows] == [("batch", "0.564 (c0)")]
+    assert aggregate.paper_figure("batch", "kvasir_c3", "nothing") is None
+
+
+KEY_SPEC = importlib.util.spec_from_file_location(
+    "run_key", Path(__file__).resolve().parents[1] / "scripts" / "run_key.py")
+run_key = importlib.util.module_from_spec(KEY_SPEC)
+KEY_SPEC.loader.exec_module(run_key)
+
+
+def test_run_key_ignores_flag_order_and_keeps_the_last_repeat_like_argparse():
+    base = ["--width", "16", "--epochs", "20", "--amp", "--mode", "simclr_DIA"]
+    assert run_key.run_key(base) == run_key.run_key(["--mode", "simclr_DIA", "--amp", "--epochs", "20", "--width", "16"])
+    assert run_key.run_key(base + ["--epochs", "10"]) == run_key.run_key(["--width", "16", "--epochs", "10", "--amp",
+                                                                         "--mode", "simclr_DIA"])
+    assert run_key.run_key(base) != run_key.run_key(base + ["--epochs", "10"])
+    assert run_key.canonical(["--amp", "--width", "16"]) == {"--amp": "true", "--width": "16"}
+    with pytest.raises(SystemExit, match="expected a --flag"):
+        run_key.canonical(["16"])
