@@ -19,7 +19,7 @@ fi
 # Quick preset: chosen on BreastMNIST validation AUROC (see README "How the quick preset was chosen").
 case "$PRESET" in
   quick) DDPM=(--dim 8 --dim_mults 1,2,2 --train_steps 600 --batch_size 16 --grad_accum 1 --val_every 200)
-         DIA=(--width 16 --epochs 12 --warmup 2 --save_step 3 --val_samples 2) ;;
+         DIA=(--width 16 --epochs 15 --warmup 2 --save_step 3 --val_samples 2) ;;
   # paper: the paper UNet; on BreastMNIST its validation eps-loss bottoms out near 1,500 steps (METHOD §2),
   # so 5,000 steps with best-validation selection stand in for the paper's 25,000.
   paper) DDPM=(--dim 64 --dim_mults 1,2,4,8 --train_steps 5000 --batch_size 64 --val_every 250)
