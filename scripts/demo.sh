@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: DDPM pretraining -> DIA training -> CSI evaluation on the built-in BreastMNIST.
-#   bash scripts/demo.sh            # quick preset on CPU (~15 min on 2 cores), paper preset with CUDA
+#   bash scripts/demo.sh            # quick preset on CPU (~13 min on 2 cores, install included), paper preset with CUDA
 #   PRESET=quick bash scripts/demo.sh
 # Installs into .venv first when needed. Everything lands in runs/demo/.
 set -euo pipefail

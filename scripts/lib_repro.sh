@@ -79,7 +79,8 @@ run_one() {
   local run="$RESULTS/_runs/${ds}_c${cls}/$("$PY" "$REPO/scripts/run_key.py" "${key_args[@]}")/seed$seed"
   mkdir -p "$run" "$out"
   (
-    flock 9  # two scripts side by side wait for each other instead of training the same run twice
+    # two scripts side by side wait for each other instead of training the same run twice (util-linux flock)
+    if command -v flock >/dev/null; then flock 9; fi
     if [ ! -f "$run/report.json" ]; then
       local resume=()
       [ -f "$run/train/last.pt" ] && resume=(--resume_path "$run/train")
