@@ -159,7 +159,8 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         method=method, checkpoint=args.diffusion_model_path, resolution=args.diff_resolution,
         t_min=t_min, t_max=t_max, per_sample_t=args.diffusion_t_granularity == "sample",
         weights=args.diffusion_weights, input_range=args.diffusion_input_range, kernel_size=args.kernel_size)
-    run = RunConfig(logdir=args.logdir or resume_logdir(args.resume_path) or auto_logdir(args), seed=args.seed, save_step=args.save_step,
+    logdir = args.logdir or resume_logdir(args.resume_path) or auto_logdir(args)
+    run = RunConfig(logdir=logdir, seed=args.seed, save_step=args.save_step,
                     val_every=args.val_every, val_samples=args.val_samples, amp=args.amp, device=args.device,
                     resume_path=args.resume_path, channels_last=args.channels_last, compile=args.compile,
                     sync_bn=args.sync_bn, dist_backend=args.dist_backend)

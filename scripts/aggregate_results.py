@@ -102,12 +102,17 @@ def _std(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def val_aurocs(metrics_jsonl: Path) -> list[float]:
+    """Every validation AUROC a training run logged, in order; [] without a log."""
+    if not metrics_jsonl.is_file():
+        return []
+    rows = (json.loads(line) for line in metrics_jsonl.read_text().splitlines() if line.strip())
+    return [row["val/auroc"] for row in rows if "val/auroc" in row]
+
+
 def best_val_auroc(metrics_jsonl: Path) -> float | None:
     """The validation AUROC of the checkpoint that was kept as best.pt (the run's maximum)."""
-    if not metrics_jsonl.is_file():
-        return None
-    rows = (json.loads(line) for line in metrics_jsonl.read_text().splitlines() if line.strip())
-    values = [row["val/auroc"] for row in rows if "val/auroc" in row]
+    values = val_aurocs(metrics_jsonl)
     return max(values) if values else None
 
 

@@ -25,17 +25,16 @@ for s in "${SEEDS[@]}"; do
       ${VARIANTS[$v]} --logdir "$dir"
   done
 done
-"$PY" - "$OUT" <<'PY'
-import json, statistics, sys
+"$PY" - "$OUT" "$REPO/scripts" <<'PY'
+import statistics, sys
 from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from aggregate_results import val_aurocs
 root = Path(sys.argv[1])
 print("| variant | seeds | best val AUROC (mean) | final val AUROC (mean) |\n|---|---|---|---|")
 for variant in sorted(p.name for p in root.iterdir() if p.is_dir()):
-    best, last = [], []
-    for log in sorted(root.glob(f"{variant}/seed*/metrics.jsonl")):
-        vals = [r["val/auroc"] for r in map(json.loads, filter(str.strip, log.read_text().splitlines())) if "val/auroc" in r]
-        if vals:
-            best.append(max(vals)); last.append(vals[-1])
-    if best:
-        print(f"| {variant} | {len(best)} | {statistics.fmean(best):.3f} | {statistics.fmean(last):.3f} |")
+    runs = [vals for log in sorted(root.glob(f"{variant}/seed*/metrics.jsonl")) if (vals := val_aurocs(log))]
+    if runs:
+        print(f"| {variant} | {len(runs)} | {statistics.fmean(max(v) for v in runs):.3f} | "
+              f"{statistics.fmean(v[-1] for v in runs):.3f} |")
 PY
