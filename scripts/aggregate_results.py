@@ -73,8 +73,9 @@ def collect(root: Path, table: str | None = None) -> list[dict]:
         key = (parts[-5], parts[-4], parts[-3])  # table, dataset_c<class>, variant (parent of seed<k>)
         if table and key[0] != table:
             continue
-        groups[key].append(json.loads(report.read_text())["metrics"]["auroc"])
-        val = best_val_auroc(report.parent / "train" / "metrics.jsonl")
+        data = json.loads(report.read_text())
+        groups[key].append(data["metrics"]["auroc"])
+        val = best_val_auroc(training_log(report, data))
         if val is not None:
             val_groups[key].append(val)
     rows = []
@@ -108,6 +109,14 @@ def val_aurocs(metrics_jsonl: Path) -> list[float]:
         return []
     rows = (json.loads(line) for line in metrics_jsonl.read_text().splitlines() if line.strip())
     return [row["val/auroc"] for row in rows if "val/auroc" in row]
+
+
+def training_log(report: Path, data: dict) -> Path:
+    """The metrics.jsonl of the run behind a report: via the table's ``train`` link, else beside the checkpoint."""
+    linked = report.parent / "train" / "metrics.jsonl"
+    if linked.is_file() or not data.get("checkpoint"):
+        return linked
+    return Path(data["checkpoint"]).parent / "metrics.jsonl"
 
 
 def best_val_auroc(metrics_jsonl: Path) -> float | None:

@@ -6,7 +6,8 @@ For the paper's UNet (dim 64, mults 1,2,4,8) and a small one (dim 16, mults
   backward, clipping, Adam), fp32 as the paper requires; a ``--grad_accum 2``
   step of ``train_eval_ddpm.py`` costs twice this;
 - dissolved images/s: ``Dissolver.forward`` on 28-px images (pad to 32, one
-  UNet forward, crop), fp32.
+  UNet forward, crop), fp32; with ``--resolutions 32 64 128 --image_size 128``
+  on 128-px images resized to each DDPM resolution and back (Table 9's cost).
 With CUDA it also times the dissolve forward under bf16 autocast and under
 ``torch.compile(mode="reduce-overhead")`` (CUDA graphs), and reports the
 largest change of the output against fp32 and whether it stays within one
@@ -14,6 +15,7 @@ largest change of the output against fp32 and whether it stays within one
 
     python scripts/benchmark_dissolve.py            # CPU: 1 timed iteration, under 2 minutes
     python scripts/benchmark_dissolve.py --iters 20 # on a GPU
+    python scripts/benchmark_dissolve.py --nets tiny --batch_sizes 16 --image_size 128 --resolutions 32 64 128 --threads 1
 """
 from __future__ import annotations
 
@@ -34,8 +36,7 @@ from common.device import default_device  # noqa: E402
 from diffusion_models.dissolver import Dissolver  # noqa: E402
 from diffusion_models.unet import build_scheduler, build_unet, count_parameters, eps_l1  # noqa: E402
 
-NETS = {"paper": (64, (1, 2, 4, 8)), "small": (16, (1, 2, 2))}
-IMAGE_SIZE, RESOLUTION = 28, 32
+NETS = {"paper": (64, (1, 2, 4, 8)), "small": (16, (1, 2, 2)), "tiny": (8, (1, 2, 2))}
 TOLERANCE = 1 / 255
 
 
@@ -52,9 +53,10 @@ def seconds_per_call(fn: Callable[[], object], iters: int, warmup: int, device: 
     return (time.perf_counter() - start) / iters
 
 
-def train_step_fn(unet: torch.nn.Module, alphas: torch.Tensor, batch: int, device: torch.device) -> Callable:
+def train_step_fn(unet: torch.nn.Module, alphas: torch.Tensor, batch: int, resolution: int,
+                  device: torch.device) -> Callable:
     optimizer = torch.optim.Adam(unet.parameters(), lr=8e-5, betas=(0.9, 0.99))
-    x0 = torch.rand(batch, 3, RESOLUTION, RESOLUTION, device=device) * 2 - 1
+    x0 = torch.rand(batch, 3, resolution, resolution, device=device) * 2 - 1
 
     def step() -> None:
         t = torch.randint(0, 1000, (batch,), device=device)
@@ -66,34 +68,37 @@ def train_step_fn(unet: torch.nn.Module, alphas: torch.Tensor, batch: int, devic
     return step
 
 
-def dissolve_variants(unet: torch.nn.Module, alphas: torch.Tensor, device: torch.device) -> dict[str, Callable]:
+def dissolve_variants(unet: torch.nn.Module, alphas: torch.Tensor, image_size: int, resolution: int,
+                      device: torch.device) -> dict[str, Callable]:
     """name → (x, t) → dissolved x; fp32 first, it is the reference."""
-    plain = Dissolver(unet, alphas, IMAGE_SIZE, RESOLUTION).to(device)
+    plain = Dissolver(unet, alphas, image_size, resolution).to(device)
     variants: dict[str, Callable] = {"fp32": lambda x, t: plain(x, t=t)}
     if device.type == "cuda":
         def bf16(x, t):
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 return plain(x, t=t).float()
-        compiled = Dissolver(torch.compile(unet, mode="reduce-overhead"), alphas, IMAGE_SIZE, RESOLUTION).to(device)
+        compiled = Dissolver(torch.compile(unet, mode="reduce-overhead"), alphas, image_size, resolution).to(device)
         variants["bf16 autocast"] = bf16
         variants["compile+cudagraphs"] = lambda x, t: compiled(x, t=t).clone()
     return variants
 
 
-def bench_net(name: str, batches: list[int], iters: int, warmup: int, device: torch.device) -> None:
+def bench_net(name: str, batches: list[int], image_size: int, resolution: int, iters: int, warmup: int,
+              device: torch.device) -> None:
     dim, mults = NETS[name]
     torch.manual_seed(0)
-    unet = build_unet(dim, mults, RESOLUTION).to(device)
+    unet = build_unet(dim, mults, resolution).to(device)
     alphas = build_scheduler().alphas_cumprod.float().to(device)
-    print(f"\n{name} UNet: dim {dim}, mults {mults}, {count_parameters(unet) / 1e6:.2f}M parameters")
+    print(f"\n{name} UNet at {resolution} px: dim {dim}, mults {mults}, {count_parameters(unet) / 1e6:.2f}M parameters;"
+          f" dissolving {image_size}-px images")
     for batch in batches:
         unet.train().requires_grad_(True)
-        sec = seconds_per_call(train_step_fn(unet, alphas, batch, device), iters, warmup, device)
+        sec = seconds_per_call(train_step_fn(unet, alphas, batch, resolution, device), iters, warmup, device)
         print(f"  batch {batch:4d}  train: {1 / sec:8.2f} steps/s ({batch / sec:9.1f} images/s)")
-        x = torch.rand(batch, 3, IMAGE_SIZE, IMAGE_SIZE, device=device)
+        x = torch.rand(batch, 3, image_size, image_size, device=device)
         t = torch.randint(30, 100, (batch,), device=device)
         reference = None
-        for variant, fn in dissolve_variants(unet, alphas, device).items():
+        for variant, fn in dissolve_variants(unet, alphas, image_size, resolution, device).items():
             try:
                 sec = seconds_per_call(lambda: fn(x, t), iters, warmup, device)
                 out = fn(x, t)
@@ -111,6 +116,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--nets", default="paper,small", help=f"comma-separated, from {', '.join(NETS)}")
     p.add_argument("--batch_sizes", default="64,128")
+    p.add_argument("--image_size", type=int, default=28, help="size of the images to dissolve (default 28, MedMNIST)")
+    p.add_argument("--resolutions", type=int, nargs="+", default=[32], help="DDPM resolutions R (default 32)")
     p.add_argument("--iters", type=int, help="timed iterations (default: 1 on CPU, 20 on CUDA)")
     p.add_argument("--warmup", type=int, help="untimed iterations first (default: 1 on CPU, 5 on CUDA)")
     p.add_argument("--device", help="default: cuda when available")
@@ -127,7 +134,9 @@ def main() -> None:
     gpu = torch.cuda.get_device_name(device) if cuda else f"{torch.get_num_threads()} CPU threads"
     print(f"device: {device} ({gpu}); torch {torch.__version__}; {iters} timed iterations after {warmup} warm-up")
     for name in args.nets.split(","):
-        bench_net(name, [int(b) for b in args.batch_sizes.split(",")], iters, warmup, device)
+        for resolution in args.resolutions:
+            bench_net(name, [int(b) for b in args.batch_sizes.split(",")], args.image_size, resolution,
+                      iters, warmup, device)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import resource
 import sys
 import time
 from pathlib import Path
@@ -82,7 +83,9 @@ def bench(size: int, args, device: torch.device, fast: bool) -> dict:
         "encoder fwd+bwd+opt": timed(lambda: encoder_step(views.images, views.shift_labels), device, args.repeats),
     }
     step = timed(lambda: encoder_step(*(lambda v: (v.images, v.shift_labels))(views_of(x))), device, args.repeats)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+    # CUDA: the peak of this configuration; CPU: the process's peak resident memory so far (Linux KiB)
+    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**30
     return {"parts": parts, "step_ms": step, "images_per_s": args.batch / step * 1000, "peak_gib": peak}
 
 
@@ -107,13 +110,14 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if gpu else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name} | torch {torch.__version__} | B={args.batch} K=4 width={args.width} "
           f"DDPM dim={args.dim} mults={args.mults}")
+    peak_name = "peak" if gpu else "peak RSS so far"
     for size in args.sizes:
         for fast in (False, True):
             r = bench(size, args, device, fast)
             parts = " | ".join(f"{k} {v:.1f}" for k, v in r["parts"].items())
             total = sum(r["parts"].values())
             print(f"{size:4d}px {'fast' if fast else 'upstream-like':13s} step {r['step_ms']:8.1f} ms | "
-                  f"{r['images_per_s']:7.1f} img/s | peak {r['peak_gib']:.2f} GiB | parts(ms): {parts} | "
+                  f"{r['images_per_s']:7.1f} img/s | {peak_name} {r['peak_gib']:.2f} GiB | parts(ms): {parts} | "
                   f"step / sum(parts) = {r['step_ms'] / total:.2f}")
 
 

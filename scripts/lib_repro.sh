@@ -12,8 +12,9 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PY:-$REPO/.venv/bin/python}"
 [ -x "$PY" ] || PY=python3
-RESULTS="${RESULTS:-$REPO/results}"
-DDPM_DIR="${DDPM_DIR:-$REPO/runs/ddpm}"
+# absolute, so the tables' `train` links and the DDPM paths recorded in checkpoints work from anywhere
+RESULTS="$(mkdir -p "${RESULTS:-$REPO/results}" && cd "${RESULTS:-$REPO/results}" && pwd)"
+DDPM_DIR="$(mkdir -p "${DDPM_DIR:-$REPO/runs/ddpm}" && cd "${DDPM_DIR:-$REPO/runs/ddpm}" && pwd)"
 
 # preset <quick|paper>: sets the scale knobs. quick runs on a 2-core CPU (about 6 min per model, one
 # thread each; run two scripts side by side); paper is the paper's setting (GPU).
@@ -60,10 +61,17 @@ ddpm() {
   local dir="$DDPM_DIR/${SCALE}/${ds}_c${cls}_r${res}"
   # a DDPM trained with overridden flags gets its own folder, so it never stands in for the preset's one
   if [ -n "${DDPM_STEPS:-}${DDPM_EXTRA:-}" ]; then dir="${dir}_$("$PY" "$REPO/scripts/run_key.py" "${DDPM_FLAGS[@]}")"; fi
-  if [ ! -f "$dir/best/ddpm.json" ]; then
-    "$PY" "$REPO/diffusion_models/train_eval_ddpm.py" --mode train --dataset "$ds" --data_root "$(data_root "$ds")" \
-      --one_class_idx "$cls" --image_size "$res" "${DDPM_FLAGS[@]}" --save_dir "$dir" >&2
-  fi
+  mkdir -p "$(dirname "$dir")"
+  (
+    # two scripts that need the same DDPM wait for each other instead of both training it
+    if command -v flock >/dev/null; then flock 9; fi
+    if [ ! -f "$dir/best/ddpm.json" ]; then
+      local resume=()
+      [ -d "$dir/last" ] && resume=(--resume)
+      "$PY" "$REPO/diffusion_models/train_eval_ddpm.py" --mode train --dataset "$ds" --data_root "$(data_root "$ds")" \
+        --one_class_idx "$cls" --image_size "$res" "${DDPM_FLAGS[@]}" --save_dir "$dir" "${resume[@]}" >&2
+    fi
+  ) 9>"$dir.lock"
   echo "$dir"
 }
 

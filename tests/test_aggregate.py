@@ -43,6 +43,18 @@ def test_other_class_gets_the_paper_figure_with_its_class_and_the_run_cache_is_n
     assert aggregate.paper_figure("batch", "kvasir_c3", "nothing") is None
 
 
+def test_best_val_is_found_beside_the_checkpoint_when_the_train_link_is_broken(tmp_path):
+    cache = tmp_path / "_runs" / "chestxray_c0" / "abc" / "seed0" / "train"
+    cache.mkdir(parents=True)
+    (cache / "metrics.jsonl").write_text(json.dumps({"val/auroc": 0.61}) + "\n" + json.dumps({"val/auroc": 0.66}))
+    seed_dir = tmp_path / "resolution" / "chestxray_c0" / "res32" / "seed0"
+    seed_dir.mkdir(parents=True)
+    (seed_dir / "train").symlink_to("no/such/relative/target")
+    (seed_dir / "report.json").write_text(json.dumps({"metrics": {"auroc": 0.6}, "checkpoint": str(cache / "best.pt")}))
+    [row] = aggregate.collect(tmp_path)
+    assert row["val_auroc_mean"] == pytest.approx(0.66)
+
+
 KEY_SPEC = importlib.util.spec_from_file_location(
     "run_key", Path(__file__).resolve().parents[1] / "scripts" / "run_key.py")
 run_key = importlib.util.module_from_spec(KEY_SPEC)

@@ -17,7 +17,7 @@ from diffusion_models.dissolver import Dissolver
 from common.transforms import random_hflip
 from diffusion_models.trainer import (DDPMData, DDPMTrainConfig, DDPMTrainer, batch_indices,
                                       run_training)
-from diffusion_models.unet import build_scheduler, build_unet
+from diffusion_models.unet import MAX_ATTN_PX, attention_levels, build_scheduler, build_unet
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -51,6 +51,20 @@ def save_tiny(path: Path, resolution: int = 32, channels: int = 3, val: ValLosse
     raw, ema = build_unet(8, (1, 2), resolution, channels), build_unet(8, (1, 2), resolution, channels)
     save_ddpm(path, raw, ema, build_scheduler(), make_meta(resolution, channels, val))
     return raw.eval(), ema.eval()
+
+
+@pytest.mark.parametrize("mults, resolution, expected", [
+    ((1, 2, 4, 8), 32, ["DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"]),  # paper: 8 and 4 px
+    ((1, 2, 2), 32, ["DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"]),  # quick preset: 16 and 8 px
+    ((1, 2, 4, 8), 128, ["DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D"]),  # 16 px only
+    ((1, 2, 2), 128, ["DownBlock2D", "DownBlock2D", "DownBlock2D"]),  # 64/32 px would be quadratic
+])
+def test_full_attention_sits_on_the_low_resolution_half_and_never_above_16_px(mults, resolution, expected):
+    unet = build_unet(8, mults, resolution)
+    assert list(unet.config.down_block_types) == expected
+    assert list(unet.config.up_block_types) == [b.replace("Down", "Up") for b in reversed(expected)]
+    for i, attn in enumerate(attention_levels(len(mults), resolution)):
+        assert not attn or resolution // 2 ** i <= MAX_ATTN_PX
 
 
 def test_batch_indices_are_shuffled_epochs():

@@ -52,3 +52,27 @@ run_one tableB synthetic 0 CSI_again 0 --shift_trans_type rotation --mode simclr
                      EVAL_EXTRA="--ood_samples 2")
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(list((tmp_path / "res" / "_runs" / "synthetic_c0").iterdir())) == 2
+
+
+def test_relative_results_and_ddpm_dirs_become_absolute(tmp_path):
+    result = subprocess.run(["bash", "-c", f'source "{REPO}/scripts/lib_repro.sh"; echo "$RESULTS|$DDPM_DIR"'],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                            env={**os.environ, "RESULTS": "res", "DDPM_DIR": "sub/ddpm"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{tmp_path.resolve() / 'res'}|{tmp_path.resolve() / 'sub' / 'ddpm'}"
+
+
+def test_two_scripts_needing_the_same_ddpm_train_it_once(tmp_path):
+    body = """
+DDPM_FLAGS=(--dim 8 --dim_mults 1,2 --train_steps 2 --batch_size 4 --grad_accum 1 --val_every 2)
+ddpm synthetic 0 16 > "$RESULTS.a" & first=$!
+ddpm synthetic 0 16 > "$RESULTS.b" & second=$!
+wait $first && wait $second
+"""
+    result = run_lib(tmp_path, body, DDPM_DIR=str(tmp_path / "ddpm"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    folder = tmp_path / "ddpm" / "quick" / "synthetic_c0_r16"
+    for out in ("res.a", "res.b"):
+        assert (tmp_path / out).read_text().strip() == str(folder)
+    assert (folder / "best" / "ddpm.json").is_file()
+    assert result.stderr.count("trained to step") == 1, "the second caller must wait and reuse the DDPM"

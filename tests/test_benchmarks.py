@@ -1,0 +1,33 @@
+"""scripts/benchmark_*.py run end to end at toy sizes and print the numbers they promise."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_script(name: str, *args: str) -> str:
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / name), *args], capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_benchmark_dissolve_times_each_resolution():
+    out = run_script("benchmark_dissolve.py", "--nets", "tiny", "--batch_sizes", "2", "--image_size", "64",
+                     "--resolutions", "32", "64", "--iters", "1", "--warmup", "0", "--threads", "1", "--device", "cpu")
+    for res in (32, 64):
+        assert f"tiny UNet at {res} px" in out
+    rates = re.findall(r"dissolve fp32\s*:\s*([\d.]+) images/s", out)
+    assert len(rates) == 2 and all(float(r) > 0 for r in rates), out
+
+
+def test_benchmark_train_prints_step_time_and_ratio():
+    out = run_script("benchmark_train.py", "--sizes", "32", "--batch", "2", "--width", "8", "--dim", "8",
+                     "--repeats", "1", "--device", "cpu")
+    assert re.search(r"\d+(\.\d+)?\s*ms", out), out
+    assert "upstream-like" in out and "fast" in out, out
+    peaks = re.findall(r"peak RSS so far ([\d.]+) GiB", out)
+    assert len(peaks) == 2 and all(float(p) > 0 for p in peaks), out
