@@ -33,8 +33,9 @@ def build_unet(dim: int, dim_mults: tuple[int, ...], resolution: int, channels: 
     the middle; diffusers offers full attention only, so it sits at the
     lower-resolution half of the levels (8 and 4 px for the paper's 32-px,
     four-level net) and in the middle block. Full attention is quadratic in
-    the number of pixels, so a level above ``MAX_ATTN_PX`` gets none: at 128 px
-    attention at 64 px made the quick UNet 7x slower. The paper size
+    the number of pixels, so a level above ``MAX_ATTN_PX`` gets none: at 128 px,
+    attention at 64 px made the quick UNet about 6x slower to train and to
+    dissolve with (``scripts/benchmark_dissolve.py --max_attn_px``). The paper size
     (64, (1, 2, 4, 8)) comes to 63M parameters here against upstream's 35M:
     diffusers puts a level's ResNet layers at its output width and uses three
     per level on the way up.

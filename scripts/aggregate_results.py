@@ -12,6 +12,7 @@ import argparse
 import csv
 import io
 import json
+import re
 import statistics
 import sys
 from collections import defaultdict
@@ -79,13 +80,18 @@ def collect(root: Path, table: str | None = None) -> list[dict]:
         if val is not None:
             val_groups[key].append(val)
     rows = []
-    for key, values in sorted(groups.items()):
+    for key, values in sorted(groups.items(), key=lambda item: natural_key(item[0])):
         vals = val_groups.get(key, [])
         rows.append({"table": key[0], "dataset": key[1], "variant": key[2], "seeds": len(values),
                      "auroc_mean": round(statistics.fmean(values), 4), "auroc_std": round(_std(values), 4),
                      "val_auroc_mean": round(statistics.fmean(vals), 4) if vals else None,
                      "paper": paper_figure(*key)})
     return rows
+
+
+def natural_key(parts: tuple[str, ...]) -> list:
+    """Sort key that orders numbers by value: res32 < res64 < res128, k3 < k11."""
+    return [[int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", part)] for part in parts]
 
 
 def paper_figure(table: str, dataset: str, variant: str) -> str | None:

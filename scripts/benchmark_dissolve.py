@@ -34,6 +34,7 @@ import torch  # noqa: E402
 
 from common.device import default_device  # noqa: E402
 from diffusion_models.dissolver import Dissolver  # noqa: E402
+import diffusion_models.unet as unet_module  # noqa: E402
 from diffusion_models.unet import build_scheduler, build_unet, count_parameters, eps_l1  # noqa: E402
 
 NETS = {"paper": (64, (1, 2, 4, 8)), "small": (16, (1, 2, 2)), "tiny": (8, (1, 2, 2))}
@@ -83,6 +84,11 @@ def dissolve_variants(unet: torch.nn.Module, alphas: torch.Tensor, image_size: i
     return variants
 
 
+def attention_px(n_levels: int, resolution: int) -> list[int]:
+    """The feature-map sizes of the levels that carry full attention."""
+    return [resolution >> i for i, on in enumerate(unet_module.attention_levels(n_levels, resolution)) if on]
+
+
 def bench_net(name: str, batches: list[int], image_size: int, resolution: int, iters: int, warmup: int,
               device: torch.device) -> None:
     dim, mults = NETS[name]
@@ -90,6 +96,7 @@ def bench_net(name: str, batches: list[int], image_size: int, resolution: int, i
     unet = build_unet(dim, mults, resolution).to(device)
     alphas = build_scheduler().alphas_cumprod.float().to(device)
     print(f"\n{name} UNet at {resolution} px: dim {dim}, mults {mults}, {count_parameters(unet) / 1e6:.2f}M parameters;"
+          f" full attention at {attention_px(len(mults), resolution) or 'no level'} px and the middle;"
           f" dissolving {image_size}-px images")
     for batch in batches:
         unet.train().requires_grad_(True)
@@ -118,12 +125,16 @@ def main() -> None:
     p.add_argument("--batch_sizes", default="64,128")
     p.add_argument("--image_size", type=int, default=28, help="size of the images to dissolve (default 28, MedMNIST)")
     p.add_argument("--resolutions", type=int, nargs="+", default=[32], help="DDPM resolutions R (default 32)")
+    p.add_argument("--max_attn_px", type=int, default=unet_module.MAX_ATTN_PX,
+                   help=f"largest feature map with full attention (default {unet_module.MAX_ATTN_PX}); "
+                        "a larger value times the layout without the cap")
     p.add_argument("--iters", type=int, help="timed iterations (default: 1 on CPU, 20 on CUDA)")
     p.add_argument("--warmup", type=int, help="untimed iterations first (default: 1 on CPU, 5 on CUDA)")
     p.add_argument("--device", help="default: cuda when available")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args()
     device = default_device(args.device)
+    unet_module.MAX_ATTN_PX = args.max_attn_px
     cuda = device.type == "cuda"
     if args.threads:
         torch.set_num_threads(args.threads)

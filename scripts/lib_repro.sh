@@ -98,7 +98,8 @@ run_one() {
       "$PY" "$REPO/eval.py" --mode ood_pre --ood_score CSI --load_path "$run/train/best.pt" "${EVAL_FLAGS[@]}" \
         --seed "$seed" --out_dir "$run"
     fi
+    # publish under the lock too: two tables finishing the same run at once must not share the temp file
+    ln -sfn "$run/train" "$out/train"
+    cp "$run/report.json" "$out/report.json.tmp.$$" && mv "$out/report.json.tmp.$$" "$out/report.json"
   ) 9>"$run/.lock"
-  ln -sfn "$run/train" "$out/train"
-  cp "$run/report.json" "$out/report.json.tmp" && mv "$out/report.json.tmp" "$out/report.json"
 }

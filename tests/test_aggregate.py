@@ -43,6 +43,12 @@ def test_other_class_gets_the_paper_figure_with_its_class_and_the_run_cache_is_n
     assert aggregate.paper_figure("batch", "kvasir_c3", "nothing") is None
 
 
+def test_rows_sort_numbers_by_value(tmp_path):
+    for variant in ("res128", "res32", "res64"):
+        write_run(tmp_path, "resolution", "chestxray_c0", variant, 0, 0.6)
+    assert [r["variant"] for r in aggregate.collect(tmp_path)] == ["res32", "res64", "res128"]
+
+
 def test_best_val_is_found_beside_the_checkpoint_when_the_train_link_is_broken(tmp_path):
     cache = tmp_path / "_runs" / "chestxray_c0" / "abc" / "seed0" / "train"
     cache.mkdir(parents=True)

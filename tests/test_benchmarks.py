@@ -20,6 +20,7 @@ def test_benchmark_dissolve_times_each_resolution():
                      "--resolutions", "32", "64", "--iters", "1", "--warmup", "0", "--threads", "1", "--device", "cpu")
     for res in (32, 64):
         assert f"tiny UNet at {res} px" in out
+    assert "full attention at [16, 8] px" in out and "full attention at [16] px" in out  # 64 px: not at 32
     rates = re.findall(r"dissolve fp32\s*:\s*([\d.]+) images/s", out)
     assert len(rates) == 2 and all(float(r) > 0 for r in rates), out
 

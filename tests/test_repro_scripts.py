@@ -76,3 +76,17 @@ wait $first && wait $second
         assert (tmp_path / out).read_text().strip() == str(folder)
     assert (folder / "best" / "ddpm.json").is_file()
     assert result.stderr.count("trained to step") == 1, "the second caller must wait and reuse the DDPM"
+
+
+def test_two_scripts_finishing_the_same_run_both_publish_it(tmp_path):
+    body = """
+run_one tableA synthetic 0 CSI 0 --mode simclr_CSI --shift_trans_type rotation & first=$!
+run_one tableA synthetic 0 CSI 0 --mode simclr_CSI --shift_trans_type rotation & second=$!
+wait $first && wait $second
+"""
+    result = run_lib(tmp_path, body)
+    assert result.returncode == 0, result.stderr[-2000:]
+    seed_dir = tmp_path / "res" / "tableA" / "synthetic_c0" / "CSI" / "seed0"
+    assert json.loads((seed_dir / "report.json").read_text())["metrics"]["auroc"] >= 0
+    assert sorted(p.name for p in seed_dir.iterdir()) == ["report.json", "train"]  # no temp file left behind
+    assert result.stderr.count("== table") == 1
