@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Supplement Table 9 (dissolver resolution 32/64/128) at a size a 2-core CPU finishes in about 100 min:
+# Supplement Table 9 (dissolver resolution 32/64/128) at a size a 2-core CPU finishes in about 90 min:
 # chest X-rays (normal = NORMAL) resized to 128 px; per resolution a DDPM of dim 8 (1,2,2), 600 steps;
 # DIA with ResNet-18 width 16, B = 16, 6 epochs of 20 steps; CSI eval with 2 samples per shift.
 # The 32/64 px arms and the slower 128 px arm run side by side, one thread each.
@@ -16,6 +16,7 @@ export TRAIN_EXTRA="--image_size 128 --batch_size 16 --steps_per_epoch 20 --warm
 export EVAL_EXTRA="--ood_samples 2"
 RESOLUTIONS="32 64" scripts/repro_resolution.sh chestxray 0 quick "${SEEDS[@]}" > /dev/null & low=$!
 RESOLUTIONS="128" scripts/repro_resolution.sh chestxray 0 quick "${SEEDS[@]}" > /dev/null & high=$!
-wait "$low"; wait "$high"
+status=0; wait "$low" || status=$?; wait "$high" || status=$?  # let both arms finish before failing
+[ "$status" -eq 0 ] || exit "$status"
 PY="${PY:-.venv/bin/python}"; [ -x "$PY" ] || PY=python3
 "$PY" scripts/aggregate_results.py "$RESULTS" --table resolution
