@@ -1,1 +1,2 @@
-"""Shared infrastructure: typed config, CLI adapters, checkpoints, logging, seeding."""
+"""Shared infrastructure: typed config, CLI adapters, checkpoints, logging, seeding, and the view
+primitives training and evaluation both use (shifts, SimCLR augmentation, flips)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 from pathlib import Path
 
@@ -79,12 +80,15 @@ def _add_data_flags(p: argparse.ArgumentParser, required: bool) -> None:
 def build_train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Train CSI or DIA (one-class contrastive + shift prediction).")
     _add_data_flags(p, required=True)
+    p.add_argument("--split_seed", type=int, default=0,
+                   help="the data's validation/test split (shared with the DDPM; independent of --seed)")
     p.add_argument("--model", default="resnet18", help="resnet18 (28/32 px) or resnet18_imagenet (224 px)")
     p.add_argument("--width", type=int, default=64, help="ResNet base width (64 = standard ResNet-18)")
     p.add_argument("--mode", default="simclr_DIA", choices=sorted(TRAIN_MODES))
     p.add_argument("--shift_trans_type", default="diffusion_rotation", choices=sorted(SHIFT_TRANS_TYPES))
     p.add_argument("--diffusion_model_path", default=None, help="DDPM checkpoint folder (train_eval_ddpm.py)")
-    p.add_argument("--diff_resolution", type=int, default=32, help="dissolving resolution R")
+    p.add_argument("--diff_resolution", type=int, default=None,
+                   help="dissolving resolution R (default: the DDPM's own; 32 for the blurs)")
     p.add_argument("--diffusion_offset", type=float, default=0.3, help="lower bound of t/100")
     p.add_argument("--diffusion_upper_offset", type=float, default=1.0, help="upper bound of t/100")
     p.add_argument("--diffusion_t_granularity", choices=["sample", "batch"], default="sample",
@@ -95,7 +99,8 @@ def build_train_parser() -> argparse.ArgumentParser:
                    help="upstream feeds [0,1] images to the [-1,1] DDPM (quirk Q1)")
     p.add_argument("--kernel_size", type=int, default=7, help="blur kernel for blurgaussian/blurmedian")
     p.add_argument("--contamination_ratio", type=float, default=0.0)
-    p.add_argument("--loss_mode", default="shifted_removed", choices=["shifted_removed", "naive"])
+    p.add_argument("--loss_mode", default="naive", choices=["naive", "shifted_removed"],
+                   help="naive: the paper's DIA-(a) (main Table 1); shifted_removed: DIA-(b), the ablation")
     p.add_argument("--temperature", type=float, default=0.5)
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--epochs", type=int, default=1000)
@@ -124,10 +129,12 @@ def build_train_parser() -> argparse.ArgumentParser:
 
 
 def _data_config(args: argparse.Namespace, contamination: float = 0.0) -> DataConfig:
+    """eval.py has no --split_seed: it evaluates on the split the checkpoint was trained with."""
     normal = tuple(c for c in args.normal_classes.split(",") if c) if args.normal_classes else None
     return DataConfig(dataset=args.dataset, data_root=args.data_root, one_class_idx=args.one_class_idx,
                       image_size=args.image_size, normal_classes=normal, contamination_ratio=contamination,
-                      download=args.download, num_workers=args.num_workers)
+                      download=args.download, num_workers=args.num_workers,
+                      split_seed=getattr(args, "split_seed", 0))
 
 
 def auto_logdir(args: argparse.Namespace) -> str:
@@ -145,6 +152,16 @@ def resume_logdir(resume_path: str | None) -> str | None:
         return None
     path = Path(resume_path)
     return str(path if path.is_dir() else path.parent)
+
+
+def fitted_warmup(warmup: float, epochs: int) -> float:
+    """Upstream's 10 warm-up epochs do not fit a short run (``--epochs 2``): warm up over half of it, and say so."""
+    if epochs <= 0 or warmup < epochs:
+        return warmup
+    if os.environ.get("RANK", "0") == "0":
+        print(f"note: --warmup {warmup:g} does not fit --epochs {epochs}: warming up over {epochs / 2:g} epochs",
+              flush=True)
+    return epochs / 2
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -168,7 +185,8 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         data=_data_config(args, args.contamination_ratio), run=run, dissolve=dissolve,
         shift=ShiftConfig(kind=shift_kind), model=ModelConfig(backbone=args.model, width=args.width),
         loss=LossConfig(temperature=args.temperature, mode=args.loss_mode),
-        optim=OptimConfig(kind=args.optimizer, lr_init=args.lr_init, warmup_epochs=args.warmup,
+        optim=OptimConfig(kind=args.optimizer, lr_init=args.lr_init,
+                          warmup_epochs=fitted_warmup(args.warmup, args.epochs),
                           weight_decay=args.weight_decay, epochs=args.epochs,
                           steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
                           global_batch_size=args.global_batch_size),
@@ -196,7 +214,7 @@ def build_eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--print_score", action="store_true")
     p.add_argument("--out_dir", default=None, help="default <checkpoint dir>/eval_<split>")
     p.add_argument("--batch_size", type=int, default=None,
-                   help="default 128; predict: the calibration's, so eval.py's images get the same views")
+                   help="default 128; predict: the calibration's (memory only: an image's score does not depend on it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples for the AUROC CI")
     p.add_argument("--amp", action="store_true")

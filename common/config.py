@@ -60,7 +60,7 @@ class DissolveConfig:
 
     method: DissolveMethod = "none"
     checkpoint: str | None = None
-    resolution: int = 32
+    resolution: int | None = None  # None: the DDPM's own; 32 for the blurs
     t_min: int = 30
     t_max: int = 99
     per_sample_t: bool = True
@@ -80,7 +80,8 @@ class DissolveConfig:
                 " need 0 <= t_min <= t_max < 1000")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise UserError(f"--kernel_size must be a positive odd number, got {self.kernel_size}")
-        _check_positive(self.resolution, "--diff_resolution")
+        if self.resolution is not None:
+            _check_positive(self.resolution, "--diff_resolution")
 
     @property
     def enabled(self) -> bool:
@@ -109,7 +110,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class LossConfig:
     temperature: float = 0.5
-    mode: LossMode = "shifted_removed"
+    mode: LossMode = "naive"  # the paper's DIA-(a), main Table 1 (supp. Tables 12-13)
 
     def __post_init__(self) -> None:
         _check_choice(self.mode, LossMode, "--loss_mode")
@@ -259,7 +260,7 @@ class PredictConfig:
     inputs: tuple[str, ...]  # files, folders (searched recursively) or glob patterns
     out_dir: str | None = None
     threshold: ThresholdConfig | None = None  # None: the threshold stored by eval.py
-    batch_size: int | None = None  # None: eval.py's, so the same images get the same views
+    batch_size: int | None = None  # None: eval.py's; sets memory use only, scores do not depend on it
     save_grid: bool = False
     top_k: int = 8
     device: str | None = None

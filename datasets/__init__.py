@@ -1,6 +1,7 @@
 """Data layer: one table of dataset facts and honest one-class splits (docs/ARCHITECTURE.md, METHOD.md §5).
 
-Importing builds the spec table only; nothing is read until ``load_one_class_split``.
+Importing builds the spec table only (its MedMNIST rows, and medmnist itself, on first use);
+nothing is read until ``load_one_class_split``.
 """
 from datasets.base import FileImageDataset, ImageDataset, TensorImageDataset, load_image_file
 from datasets.load import load_one_class_split

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from medmnist import INFO
 
 from common.errors import UserError
 from datasets.base import TensorImageDataset
@@ -31,6 +30,8 @@ def npz_path(root: Path, flag: str, size: int) -> Path:
 
 
 def _url(flag: str, size: int) -> str:
+    from medmnist import INFO  # deferred: see datasets/specs.py
+
     return INFO[flag]["url" if size == 28 else f"url_{size}"]
 
 
@@ -38,7 +39,7 @@ def _download(flag: str, root: Path, size: int) -> None:
     """Fetch the npz with medmnist's own downloader (checks the official MD5)."""
     import medmnist
 
-    dataset_class = getattr(medmnist, INFO[flag]["python_class"])
+    dataset_class = getattr(medmnist, medmnist.INFO[flag]["python_class"])
     try:
         dataset_class(split="train", root=str(root), download=True, size=size)
     except (RuntimeError, OSError) as err:

@@ -9,10 +9,10 @@ the paper's ``--one_class_idx 0`` commands keep their meaning.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
-
-from medmnist import INFO
 
 from common.errors import UserError
 
@@ -98,10 +98,36 @@ _OTHER_SPECS = (
                 "synthetic", 0, 32, (("normal",), ("lesion",))),
 )
 
-DATASETS: dict[str, DatasetSpec] = {
-    **{flag: _medmnist_spec(flag, info) for flag, info in INFO.items() if not flag.endswith("3d")},
-    **{spec.name: spec for spec in _OTHER_SPECS},
-}
+
+def _medmnist_specs() -> dict[str, DatasetSpec]:
+    """The 2-D flags of medmnist's own table, whose label names are the class names."""
+    from medmnist import INFO  # deferred: importing medmnist creates ~/.medmnist and costs seconds
+
+    return {flag: _medmnist_spec(flag, info) for flag, info in INFO.items() if not flag.endswith("3d")}
+
+
+class _SpecTable(Mapping[str, DatasetSpec]):
+    """name -> DatasetSpec. The MedMNIST rows come from medmnist on first use, so importing
+    ``datasets`` (every CLI start) never imports medmnist and a folder run never needs it."""
+
+    def __init__(self, others: tuple[DatasetSpec, ...]) -> None:
+        self._others = {spec.name: spec for spec in others}
+
+    @cached_property
+    def _all(self) -> dict[str, DatasetSpec]:
+        return {**_medmnist_specs(), **self._others}
+
+    def __getitem__(self, name: str) -> DatasetSpec:
+        return self._others[name] if name in self._others else self._all[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all)
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+
+DATASETS: Mapping[str, DatasetSpec] = _SpecTable(_OTHER_SPECS)
 
 
 def get_spec(name: str) -> DatasetSpec:

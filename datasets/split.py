@@ -63,6 +63,7 @@ class RawSplits:
     test: LabelledPool
     source: str  # the file or folder read, named in errors
     image_size: int
+    seeded_data: bool = False  # the images themselves depend on the seed (synthetic)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class OneClassSplit:
     image_size: int
     normal_classes: tuple[str, ...]
     anomaly_classes: tuple[str, ...]
+    seed_dependent: bool = False  # train/val/test change with the split seed (no official val or test split)
 
 
 def n_to_pick(n: int, fraction: float) -> int:
@@ -160,4 +162,5 @@ def make_one_class_split(raw: RawSplits, dataset: str, one_class_idx: int | None
         image_size=raw.image_size,
         normal_classes=tuple(normal),
         anomaly_classes=tuple(name for name in raw.class_names if name not in normal),
+        seed_dependent=raw.val is None or raw.seeded_data,
     )

@@ -110,4 +110,5 @@ def load_synthetic(spec: DatasetSpec, req: LoadRequest) -> RawSplits:
 
     return RawSplits(class_names=spec.class_names, choices=spec.classes,
                      default_choice=spec.normal_class_default, train=pool(data.train), val=pool(data.val),
-                     test=pool(data.test), source="synthetic data", image_size=req.image_size)
+                     test=pool(data.test), source="synthetic data", image_size=req.image_size,
+                     seeded_data=True)

@@ -58,11 +58,17 @@ class ValLosses:
 
 @dataclass(frozen=True)
 class DDPMMeta:
-    """What a checkpoint knows about itself; ``config`` is the full training config."""
+    """What a checkpoint knows about itself; ``config`` is the full training config.
+
+    ``data_root`` (resolved) and ``split_seed`` say which split of which data the DDPM trained on, so
+    ``train.py`` can refuse a DDPM whose training images may be its validation or test images.
+    """
 
     dataset: str
     one_class_idx: int | None
     normal_classes: tuple[str, ...]
+    data_root: str | None
+    split_seed: int
     resolution: int
     channels: int
     source_image_size: int
@@ -85,6 +91,10 @@ class DDPMMeta:
             raise UserError(f"{source}: DDPM checkpoint format {data.get('format_version')}, "
                             f"this code reads {FORMAT_VERSION}")
         data.pop("preferred_weights", None)
+        config = data.get("config", {})
+        # checkpoints before the shared split: the DDPM's split followed its --seed
+        data.setdefault("data_root", config.get("data_root"))
+        data.setdefault("split_seed", config.get("split_seed", config.get("seed", 0)))
         data["val"] = ValLosses(**data["val"])
         data["normal_classes"] = tuple(data["normal_classes"])
         return cls(**data)
@@ -140,20 +150,43 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return folder
 
 
+def load_meta(path: str | Path) -> DDPMMeta:
+    """The metadata of the checkpoint at ``path`` (run or checkpoint folder), without loading weights."""
+    folder = resolve_checkpoint(path)
+    return DDPMMeta.from_json((folder / META_FILE).read_text(), folder)
+
+
 def load_ddpm(path: str | Path, device: torch.device | str | None = None) -> DDPMCheckpoint:
     """Rebuild both UNets and the scheduler from ``path`` alone (no network access)."""
     folder = resolve_checkpoint(path)
     meta = DDPMMeta.from_json((folder / META_FILE).read_text(), folder)
-    nets = [UNet2DModel.from_pretrained(folder / name, local_files_only=True, low_cpu_mem_usage=False)
-            .to(device or "cpu").eval() for name in ("unet", "unet_ema")]
+    nets = [_load_unet(folder / name).to(device or "cpu").eval() for name in ("unet", "unet_ema")]
     scheduler = DDPMScheduler.from_pretrained(folder / "scheduler", local_files_only=True)
     return DDPMCheckpoint(folder, nets[0], nets[1], scheduler, meta)
 
 
+def _load_unet(folder: Path) -> UNet2DModel:
+    """The UNet in ``folder`` from safetensors only: a pickled ``.bin`` there is never unpickled."""
+    try:
+        return UNet2DModel.from_pretrained(folder, local_files_only=True, low_cpu_mem_usage=False,
+                                           use_safetensors=True)
+    except (OSError, ValueError) as err:  # no or a corrupt safetensors file
+        raise UserError(f"DDPM checkpoint {folder}: no readable safetensors weights ({type(err).__name__}; "
+                        "pickled .bin weights are not loaded)") from None
+
+
 def load_trainer_state(folder: str | Path) -> dict:
-    """The optimiser/EMA/RNG state saved in ``last/``; our own file, so unpickling is trusted."""
+    """The optimiser/EMA/RNG state saved in ``last/``: tensors and plain values only, so loading
+    a folder shared by someone else never runs code."""
     file = Path(folder) / TRAINER_STATE_FILE
     if not file.exists():
         raise UserError(f"{file} is missing: cannot resume from {folder}")
-    return torch.load(file, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, foreign, or holding objects that would need code to rebuild
+        raise UserError(f"{file}: not a readable trainer state ({type(err).__name__}; only tensors and plain "
+                        "values are loaded)") from None
+    if not isinstance(state, dict):
+        raise UserError(f"{file}: not a trainer state written by this project")
+    return state
 

@@ -79,10 +79,17 @@ class Dissolver(nn.Module):
                         weights: Literal["auto", "raw", "ema"] = "auto",
                         t_range: tuple[int, int] = (30, 99), per_sample_t: bool = True,
                         input_range: InputRange = "normalized", channels: int = 3,
+                        resolution: int | None = None,
                         device: torch.device | str | None = None) -> "Dissolver":
-        """Load a DDPM folder (run folder → ``best/``); ``"auto"`` = the weights that validated better."""
+        """Load a DDPM folder (run folder → ``best/``); ``"auto"`` = the weights that validated better.
+
+        ``resolution`` (``--diff_resolution``), when given, must be the DDPM's own: it dissolves at that size.
+        """
         ckpt = load_ddpm(path, device=device)
         meta = ckpt.meta
+        if resolution is not None and resolution != meta.resolution:
+            raise UserError(f"--diff_resolution {resolution} differs from the resolution {meta.resolution} of the "
+                            f"DDPM checkpoint {ckpt.path}; omit the flag or train a {resolution}-px DDPM")
         if meta.channels != channels:
             raise UserError(f"DDPM checkpoint {ckpt.path} has {meta.channels} channels, images have {channels}")
         try:

@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--dataset")
     data.add_argument("--data_root")
     data.add_argument("--one_class_idx", type=int, help="normal class (default: the dataset's)")
+    data.add_argument("--normal_classes", help="folder dataset: comma-separated normal class folders, as train.py")
+    data.add_argument("--split_seed", type=int, default=0,
+                      help="the data's validation/test split; must match train.py's (independent of --seed)")
     data.add_argument("--download", action="store_true")
     model = p.add_argument_group("model")
     model.add_argument("--image_size", type=int, default=32, help="DDPM resolution")
@@ -60,7 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     out.add_argument("--val_repeats", type=int, default=4, help="(t, noise) draws per validation image")
     out.add_argument("--resume", action="store_true", help="continue from <save_dir>/last")
     ev = p.add_argument_group("eval")
-    ev.add_argument("--load_path", help="a run folder (uses best/) or a checkpoint folder")
+    ev.add_argument("--load_path", "--diffusion_model_path", dest="load_path",
+                    help="a run folder (uses best/) or a checkpoint folder (train.py calls it --diffusion_model_path)")
     ev.add_argument("--out_dir", help="default: <checkpoint>/eval")
     ev.add_argument("--num_samples", type=int, default=16)
     ev.add_argument("--sample_steps", type=int, default=1000, help="fewer makes CPU sampling quick")
@@ -70,8 +74,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def train_config(a: argparse.Namespace) -> DDPMTrainConfig:
     if not a.dataset:
         raise UserError("--dataset is required for --mode train")
+    normal = tuple(c for c in a.normal_classes.split(",") if c) if a.normal_classes else None
     return DDPMTrainConfig(
-        dataset=a.dataset, data_root=a.data_root, one_class_idx=a.one_class_idx, download=a.download,
+        dataset=a.dataset, data_root=a.data_root, one_class_idx=a.one_class_idx, normal_classes=normal,
+        split_seed=a.split_seed, download=a.download,
         image_size=a.image_size, dim=a.dim, dim_mults=a.dim_mults, train_steps=a.train_steps,
         batch_size=a.batch_size, grad_accum=a.grad_accum, lr=a.lr, ema_decay=a.ema_decay,
         ema_every=a.ema_every, t_train_max=a.t_train_max, seed=a.seed, save_dir=a.save_dir,

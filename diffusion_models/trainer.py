@@ -3,12 +3,15 @@
 One optimiser step = ``grad_accum`` micro-batches of ``batch_size`` normal
 training images (random horizontal flip only, in [−1, 1]), t ~ U{0, …,
 t_train_max}, L1 between predicted and true noise, Adam (0.9, 0.99), gradient
-clipping 1.0, EMA every ``ema_every`` steps, fp32 (the paper: AMP stops
-convergence). On small datasets the UNet overfits long before 25k steps, so
-``best/`` is chosen by the normal-validation ε-loss at t ∈ [30, 100).
+clipping 1.0, EMA every ``ema_every`` steps with the paper's warm-up
+(:func:`paper_ema`), fp32 (the paper: AMP stops convergence). On small datasets
+the UNet overfits long before 25k steps, so ``best/`` is chosen by the
+normal-validation ε-loss at t ∈ [30, 100).
 """
 from __future__ import annotations
 
+import copy
+import json
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -16,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torch.utils.tensorboard import SummaryWriter
+from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
 from common.device import default_device
@@ -30,8 +33,13 @@ from diffusion_models.resample import Resampler
 from diffusion_models.unet import (DISSOLVE_T, GROUPS, NUM_TRAIN_TIMESTEPS, build_scheduler, build_unet,
                                    count_parameters, eps_l1, make_probe, probe_loss)
 
+# ema-pytorch's defaults behind the paper's trainer (METHOD §1): the EMA copies the weights during the first
+# EMA_WARMUP_STEPS training steps, then its decay at training step s is 1 − (1 + s − 101)^(−2/3), capped.
+EMA_WARMUP_STEPS = 100
+EMA_POWER = 2 / 3
+
 # Flags that define the model and its data; a resumed run must not change them.
-IDENTITY_FIELDS = ("dataset", "one_class_idx", "image_size", "dim", "dim_mults")
+IDENTITY_FIELDS = ("dataset", "one_class_idx", "normal_classes", "split_seed", "image_size", "dim", "dim_mults")
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,8 @@ class DDPMTrainConfig:
     dataset: str
     data_root: str | None = None
     one_class_idx: int | None = None
+    normal_classes: tuple[str, ...] | None = None  # `folder` datasets: the normal class folders, as train.py
+    split_seed: int = 0  # the data's validation/test split, shared with train.py; independent of `seed`
     download: bool = False
     image_size: int = 32
     dim: int = 64
@@ -113,14 +123,18 @@ def _stack(ds: Dataset, indices: np.ndarray, resampler: Resampler) -> torch.Tens
 
 
 def load_ddpm_data(dataset: str, data_root: str | None, one_class_idx: int | None, resolution: int,
-                   download: bool = False, seed: int = 0, with_train: bool = True) -> DDPMData:
+                   download: bool = False, split_seed: int = 0, with_train: bool = True,
+                   normal_classes: tuple[str, ...] | None = None) -> DDPMData:
     """Normal training images and normal/anomalous validation images, brought to ``resolution``.
 
-    ``with_train=False`` leaves ``train`` empty: evaluation needs only validation images.
+    The split is the one ``train.py`` makes of the same data (same ``split_seed`` and normal class), so
+    the DDPM never trains on the classifier's validation or test images. ``with_train=False`` leaves
+    ``train`` empty: evaluation needs only validation images.
     """
     from datasets import load_one_class_split  # here, so the engine and its tests need no data layer
 
-    split = load_one_class_split(dataset, data_root, one_class_idx, image_size=None, seed=seed, download=download)
+    split = load_one_class_split(dataset, data_root, one_class_idx, image_size=None, seed=split_seed,
+                                 download=download, normal_classes=normal_classes)
     try:
         resampler = Resampler(split.image_size, resolution)
     except UserError as err:
@@ -132,6 +146,17 @@ def load_ddpm_data(dataset: str, data_root: str | None, one_class_idx: int | Non
                     val_normal=_stack(split.val, val_normal, resampler),
                     val_anomalous=_stack(split.val, np.flatnonzero(split.val.is_anomaly == 1), resampler),
                     source_image_size=split.image_size, normal_classes=tuple(split.normal_classes))
+
+
+def paper_ema(parameters, decay: float, every: int) -> EMAModel:
+    """diffusers' EMAModel with ema-pytorch's warm-up, counted in training steps, stepped every ``every`` steps.
+
+    EMAModel counts its own ``step()`` calls c = s / every and decays by 1 − (1 + (c − u − 1)/γ)^(−p).
+    With γ = 1/every and u = (EMA_WARMUP_STEPS + 1)/every − 1 that is 1 − (1 + s − 101)^(−p) at training
+    step s, and a plain copy (decay 0) up to step 100, as the paper's EMA (tests/test_ddpm.py checks it).
+    """
+    return EMAModel(parameters, decay=decay, use_ema_warmup=True, power=EMA_POWER, inv_gamma=1.0 / every,
+                    update_after_step=(EMA_WARMUP_STEPS + 1) / every - 1)
 
 
 def batch_indices(n: int, batch_size: int, micro_step: int, seed: int) -> torch.Tensor:
@@ -156,7 +181,8 @@ class DDPMTrainer:
         self.scheduler = build_scheduler()
         self.alphas_cumprod = self.scheduler.alphas_cumprod.float().to(self.device)
         self.optimizer = torch.optim.Adam(self.unet.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
-        self.ema = AveragedModel(self.unet, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
+        self.unet_ema = copy.deepcopy(self.unet).requires_grad_(False)  # EMA weights, synced before use
+        self.ema = paper_ema(self.unet.parameters(), cfg.ema_decay, cfg.ema_every)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step, self.best_step, self.best_loss = 0, -1, float("inf")
         val = data.val_normal * 2 - 1
@@ -184,11 +210,16 @@ class DDPMTrainer:
         self.optimizer.step()
         self.step += 1
         if self.step % self.cfg.ema_every == 0:
-            self.ema.update_parameters(self.unet)
+            self.ema.step(self.unet.parameters())
         return total / self.cfg.grad_accum
 
+    def ema_unet(self) -> torch.nn.Module:
+        """The EMA weights as a UNet (copied from the EMA's shadow parameters)."""
+        self.ema.copy_to(self.unet_ema.parameters())
+        return self.unet_ema
+
     def validate(self) -> ValLosses:
-        raw, ema = self.unet, self.ema.module
+        raw, ema = self.unet, self.ema_unet()
         return ValLosses(
             raw_all=probe_loss(raw, self.probes["all"], self.alphas_cumprod),
             raw_dissolve=probe_loss(raw, self.probes["dissolve"], self.alphas_cumprod),
@@ -224,22 +255,25 @@ class DDPMTrainer:
             writer.add_scalar(f"val/{name}", value, self.step)
         if val.score < self.best_loss:
             self.best_step, self.best_loss = self.step, val.score
-            save_ddpm(self.save_dir / "best", self.unet, self.ema.module, self.scheduler, self._meta(val))
+            save_ddpm(self.save_dir / "best", self.unet, self.ema_unet(), self.scheduler, self._meta(val))
         if self._due(self.cfg.save_every):
-            save_ddpm(self.save_dir / "last", self.unet, self.ema.module, self.scheduler, self._meta(val),
+            save_ddpm(self.save_dir / "last", self.unet, self.ema_unet(), self.scheduler, self._meta(val),
                       trainer_state=self._state())
         writer.add_scalar("val/best", self.best_loss, self.step)
+        with open(self.save_dir / "metrics.jsonl", "a") as log:  # the validation curve, plain text
+            log.write(json.dumps({"step": self.step, **asdict(val), "best_step": self.best_step}) + "\n")
         return val
 
     def _meta(self, val: ValLosses) -> DDPMMeta:
         d = self.data
         return DDPMMeta(dataset=self.cfg.dataset, one_class_idx=self.cfg.one_class_idx,
-                        normal_classes=d.normal_classes, resolution=self.cfg.image_size, channels=d.channels,
+                        normal_classes=d.normal_classes, data_root=_resolved(self.cfg.data_root),
+                        split_seed=self.cfg.split_seed, resolution=self.cfg.image_size, channels=d.channels,
                         source_image_size=d.source_image_size, step=self.step, n_params=count_parameters(self.unet),
                         val=val, best_step=self.best_step, best_val_loss=self.best_loss, config=asdict(self.cfg))
 
     def _state(self) -> dict:
-        return {"step": self.step, "optimizer": self.optimizer.state_dict(), "ema_n_averaged": self.ema.n_averaged,
+        return {"step": self.step, "optimizer": self.optimizer.state_dict(), "ema_calls": self.ema.optimization_step,
                 "generator": self.generator.get_state(), "best_step": self.best_step, "best_loss": self.best_loss}
 
     def restore(self) -> None:
@@ -252,11 +286,17 @@ class DDPMTrainer:
                 raise UserError(f"--{name} {getattr(self.cfg, name)} differs from {stored.get(name)} in {last}")
         state = load_trainer_state(last)
         self.unet.load_state_dict(ckpt.unet.state_dict())
-        self.ema.module.load_state_dict(ckpt.unet_ema.state_dict())
-        self.ema.n_averaged.copy_(state["ema_n_averaged"])
+        self.unet_ema.load_state_dict(ckpt.unet_ema.state_dict())
+        self.ema = paper_ema(self.unet_ema.parameters(), self.cfg.ema_decay, self.cfg.ema_every)
+        # checkpoints before the warm-up EMA stored AveragedModel's update count, the same number
+        self.ema.optimization_step = int(state.get("ema_calls", state.get("ema_n_averaged", 0)))
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.step, self.best_step, self.best_loss = state["step"], state["best_step"], state["best_loss"]
+
+
+def _resolved(data_root: str | None) -> str | None:
+    return str(Path(data_root).expanduser().resolve()) if data_root else None
 
 
 def _as_json(value):
@@ -272,12 +312,17 @@ def default_save_dir(dataset: str, one_class_idx: int | None, normal_classes: tu
 
 def run_training(cfg: DDPMTrainConfig, show_progress: bool = True) -> TrainResult:
     """Load the normal-class data, train (or resume) and return where the checkpoints are."""
-    data = load_ddpm_data(cfg.dataset, cfg.data_root, cfg.one_class_idx, cfg.image_size,
-                          download=cfg.download, seed=cfg.seed)
+    data = load_ddpm_data(cfg.dataset, cfg.data_root, cfg.one_class_idx, cfg.image_size, download=cfg.download,
+                          split_seed=cfg.split_seed, normal_classes=cfg.normal_classes)
     save_dir = Path(cfg.save_dir) if cfg.save_dir else default_save_dir(
         cfg.dataset, cfg.one_class_idx, data.normal_classes, cfg.image_size)
     if not cfg.resume and (save_dir / "last").exists():
         raise UserError(f"--save_dir {save_dir} already holds a run; pass --resume or another --save_dir")
+    try:
+        save_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # before any training: a bad --save_dir fails in one line, at once
+        raise UserError(f"--save_dir {save_dir}: cannot create this folder ({err.strerror or type(err).__name__})") \
+            from None
     trainer = DDPMTrainer(cfg, data, save_dir, show_progress=show_progress)
     if cfg.resume:
         if not (save_dir / "last").is_dir():

@@ -151,7 +151,8 @@ def run_eval(cfg: DDPMEvalConfig) -> EvalResult:
     ckpt = load_ddpm(cfg.load_path, device=default_device(cfg.device))
     meta, stored = ckpt.meta, ckpt.meta.config
     data = load_ddpm_data(meta.dataset, cfg.data_root or stored.get("data_root"), meta.one_class_idx,
-                          meta.resolution, download=cfg.download, seed=stored.get("seed", 0), with_train=False)
+                          meta.resolution, download=cfg.download, split_seed=meta.split_seed, with_train=False,
+                          normal_classes=meta.normal_classes if stored.get("normal_classes") else None)
     out = Path(cfg.out_dir) if cfg.out_dir else ckpt.path / "eval"
     out.mkdir(parents=True, exist_ok=True)
     files = _write_grids(ckpt, data, cfg, out)

@@ -212,9 +212,10 @@ def weights_fingerprint(state_dict: dict[str, Tensor]) -> str:
 class ViewSettings:
     """The test-time views eval.py drew for the splits it scored (METHOD §4); predict draws the same.
 
-    seed: the generator seed of a scored split (the bank has its own). batch_size matters
-    because the generator is drawn batch by batch (evals/features.py). image_size: the side S
-    images are resized to, the size the bank was extracted at.
+    seed: the view seed of a scored split (the bank has its own); with each image's key it fixes
+    that image's views (evals/view_keys.py). batch_size: eval.py's loader batch, predict's
+    default; it changes memory use, not scores. image_size: the side S images are resized to,
+    the size the bank was extracted at.
     """
 
     shift_kind: str

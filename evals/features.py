@@ -6,16 +6,13 @@ dissolving. The encoder's 128-d projection and K shift logits are averaged
 over the samples *before* any scoring, because the CSI score takes the max over
 the training bank of the averaged feature (METHOD.md §4, "Averaging").
 
-Randomness comes only from the ``generator`` passed in, never the global RNG
-(METHOD.md §4; upstream instead reset every global RNG per sample, Q6). The
-views of an image therefore depend on the generator's state when its batch is
-reached and on the image's position in that batch: the same loader order, batch
-size and seed give identical features, but a different batch size gives a
-different (equally valid) draw. Batch-size invariance is not promised.
-
-``training.shifts`` is imported when the views are built, not at module import,
-so that :class:`Features` (stored in checkpoints and read by the scorer) can be
-used without the training package.
+Every image has its own stream of views: all its random parameters are drawn at
+once from a generator seeded from (seed, its key) (evals/view_keys.py), never
+from the global RNG (METHOD.md §4; upstream instead reset every global RNG per
+sample, Q6). An image's features therefore do not depend on the other images:
+batch size, batch position, order and torchrun shard leave them unchanged (up
+to float rounding in the batched forward). The augmentation itself stays one
+batched call per sample, fed the pre-drawn parameters.
 """
 from __future__ import annotations
 
@@ -26,10 +23,14 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from common.augment import N_PARAMS
 from common.errors import UserError
-from common.transforms import random_hflip
+from common.shifts import apply_shift
+from common.transforms import hflip_where
+from evals.view_keys import view_generator
 
-Augment = Callable[..., Tensor]
+Augment = Callable[..., Tensor]  # augment(x (N, 3, H, W), params=(N, N_PARAMS) uniforms) -> (N, 3, H, W)
+VIEW_PARAMS = 1 + N_PARAMS  # uniforms per view: the flip coin, then the SimCLR augmentation's
 
 
 @dataclass(frozen=True)
@@ -80,23 +81,26 @@ class Features:
         )
 
 
-def shift_views(x: Tensor, shift_kind: str, K: int, generator: torch.Generator) -> Tensor:
+def shift_views(x: Tensor, shift_kind: str, K: int, flip: Tensor) -> Tensor:
     """The shifted test-time views of a batch, before augmentation.
 
-    x: (B, 3, H, W) in [0, 1]. Returns (K·B, 3, H, W) in [0, 1], k-major:
-    row k·B + i is image i, flipped at random, under shift k. The flip is drawn
-    afresh for every (k, i), as upstream draws one hflip per shift
-    (upstream-behaviour.md §4.2); the flip comes before the shift, as in training.
+    x: (B, 3, H, W) in [0, 1]; flip: (B, K) bool, whether image i is flipped under
+    shift k. Returns (K·B, 3, H, W) in [0, 1], k-major: row k·B + i is image i,
+    flipped where flip[i, k], under shift k. Each (k, i) has its own flip, as
+    upstream draws one hflip per shift (upstream-behaviour.md §4.2); the flip
+    comes before the shift, as in training.
     """
-    from training.shifts import apply_shift  # deferred: see the module docstring
-
-    blocks = [apply_shift(random_hflip(x, generator), k, shift_kind) for k in range(K)]
-    return torch.cat(blocks)
+    return torch.cat([apply_shift(hflip_where(x, flip[:, k]), k, shift_kind) for k in range(K)])
 
 
-def _images(batch: Any) -> Tensor:
-    """The image tensor of a loader batch: ``(x, is_anomaly, ...)`` or a bare tensor."""
-    return batch[0] if isinstance(batch, (tuple, list)) else batch
+def draw_view_params(keys: Tensor, seed: int, n_samples: int, K: int) -> Tensor:
+    """keys (B,) int64 -> (B, n_samples, K, VIEW_PARAMS) uniforms in [0, 1), float32 on the CPU.
+
+    Row i is drawn in one call from image i's own generator, so it depends on
+    (seed, keys[i]) only; [..., 0] is the flip coin, [..., 1:] the SimCLR draw.
+    """
+    return torch.stack([torch.rand(n_samples, K, VIEW_PARAMS, generator=view_generator(seed, key))
+                        for key in keys.tolist()])
 
 
 def _per_image(rows: Tensor, batch: int, K: int) -> Tensor:
@@ -104,32 +108,33 @@ def _per_image(rows: Tensor, batch: int, K: int) -> Tensor:
     return rows.float().view(K, batch, -1).transpose(0, 1).cpu()
 
 
-def _batch_features(
-    model: nn.Module, x: Tensor, *, shift_kind: str, K: int, n_samples: int,
-    augment: Augment, generator: torch.Generator, amp: bool,
-) -> tuple[Tensor, Tensor]:
-    """x (B, 3, H, W) in [0, 1] -> sample means (B, K, d) and (B, K, K), float32 on the CPU."""
+def _batch_features(model: nn.Module, x: Tensor, params: Tensor, *, shift_kind: str, augment: Augment,
+                    amp: bool) -> tuple[Tensor, Tensor]:
+    """x (B, 3, H, W) in [0, 1], params (B, n_samples, K, VIEW_PARAMS) -> sample means
+    (B, K, d) and (B, K, K), float32 on the CPU. One batched forward per sample."""
+    batch, n_samples, K, _ = params.shape
+    params = params.to(x.device)
     proj_sum: Tensor | float = 0.0
     logit_sum: Tensor | float = 0.0
-    for _ in range(n_samples):
-        views = augment(shift_views(x, shift_kind, K, generator), generator=generator)
+    for s in range(n_samples):
+        simclr = params[:, s, :, 1:].transpose(0, 1).reshape(K * batch, N_PARAMS)  # k-major, as the views
+        views = augment(shift_views(x, shift_kind, K, flip=params[:, s, :, 0] < 0.5), params=simclr)
         with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=amp):
             out = model(views)
         proj_sum = proj_sum + out.projection.float()
         logit_sum = logit_sum + out.shift_logits.float()
-    batch = x.shape[0]
     return _per_image(proj_sum / n_samples, batch, K), _per_image(logit_sum / n_samples, batch, K)
 
 
 def extract_features(
     model: nn.Module,
-    loader: Iterable,
+    loader: Iterable[tuple[Tensor, Tensor]],
     *,
     shift_kind: str,
     K: int = 4,
     n_samples: int = 10,
     augment: Augment,
-    generator: torch.Generator,
+    seed: int,
     device: torch.device | str,
     amp: bool = False,
     progress: bool = True,
@@ -140,11 +145,13 @@ def extract_features(
         ``.projection`` (N, d) un-normalised and ``.shift_logits`` (N, K)
         (``models.EncoderOutput``). It runs in eval mode under
         ``torch.inference_mode``; its previous train/eval mode is restored.
-    loader: yields ``(x, is_anomaly)`` with x (B, 3, H, W) in [0, 1]; labels are
-        ignored, so that test labels only ever reach the metrics.
-    augment: ``augment(views, generator=generator)`` -> same shape, per-sample
-        SimCLR jitter/grayscale/crop (no flip: :func:`shift_views` flips).
-    generator: the only source of randomness; draws happen on its device.
+    loader: yields ``(x, keys)``: x (B, 3, H, W) in [0, 1] and keys (B,) int64, each
+        image's view key (evals/view_keys.py ``KeyedImages``). No labels, so that
+        test labels only ever reach the metrics.
+    augment: ``augment(views, params=u)`` -> same shape, per-sample SimCLR jitter/
+        grayscale/crop from u (N, N_PARAMS) uniforms (``SimCLRAugment``; no flip:
+        :func:`shift_views` flips).
+    seed: with each key, the only source of randomness (:func:`draw_view_params`).
     amp: bf16 autocast for the forward; the averages are accumulated in float32.
     """
     if n_samples < 1:
@@ -154,11 +161,10 @@ def extract_features(
     projections, logits = [], []
     try:
         with torch.inference_mode():
-            for batch in tqdm(loader, desc="features", disable=not progress, leave=False):
-                proj, logit = _batch_features(
-                    model, _images(batch).to(device), shift_kind=shift_kind, K=K,
-                    n_samples=n_samples, augment=augment, generator=generator, amp=amp,
-                )
+            for x, keys in tqdm(loader, desc="features", disable=not progress, leave=False):
+                params = draw_view_params(torch.as_tensor(keys), seed, n_samples, K)
+                proj, logit = _batch_features(model, x.to(device), params, shift_kind=shift_kind,
+                                              augment=augment, amp=amp)
                 projections.append(proj)
                 logits.append(logit)
     finally:

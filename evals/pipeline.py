@@ -2,8 +2,9 @@
 validation, ``eval.py`` and ``predict``.
 
 The bank is the normal training set (METHOD §4). Bank and target use separate
-seeded generators, so the target's test-time views do not depend on the size
-of the bank, and the global random state is never touched.
+seeds, and every image its own stream of views (evals/view_keys.py), so a target
+image's views depend on neither the bank nor the other targets, and the global
+random state is never touched.
 """
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from common.augment import SimCLRAugment
 from common.distributed import DistContext, gather_tensor
-from common.seed import make_generator
 from evals.csi_score import CSIScorer
 from evals.features import Features, extract_features
-from training.augment import SimCLRAugment
+from evals.view_keys import KeyedImages
 
 
 def eval_loader(dataset: Dataset, batch_size: int, num_workers: int = 0) -> DataLoader:
@@ -30,17 +31,17 @@ def features_of(model: torch.nn.Module, dataset: Dataset, *, shift_kind: str, n_
                 ctx: DistContext | None = None) -> Features:
     """Test-time features of every image: ``n_samples`` augmentations × K shifts, averaged per shift.
 
-    Under torchrun (``ctx``) each process extracts a contiguous shard with its
-    own generator (seed + rank) and the shards are gathered, in dataset order,
-    on every process.
+    Each image's views come from (seed, its key) alone (evals/view_keys.py), so ``batch_size``
+    and the order of ``dataset`` do not change them. Under torchrun (``ctx``) each process
+    extracts a contiguous shard, keyed by global index, and the shards are gathered, in
+    dataset order, on every process: the features of one process, however many there are.
     """
     ctx = ctx or DistContext()
     shard = np.array_split(np.arange(len(dataset)), ctx.world_size)[ctx.rank]
-    part = dataset if not ctx.enabled else dataset.subset(shard)
     feats = extract_features(
-        model, eval_loader(part, batch_size, num_workers), shift_kind=shift_kind, K=n_shifts,
-        n_samples=n_samples, augment=SimCLRAugment(crop_scale=crop_scale).to(device),
-        generator=make_generator(seed + ctx.rank), device=device, amp=amp, progress=progress and ctx.is_main)
+        model, eval_loader(KeyedImages(dataset, shard), batch_size, num_workers), shift_kind=shift_kind,
+        K=n_shifts, n_samples=n_samples, augment=SimCLRAugment(crop_scale=crop_scale).to(device), seed=seed,
+        device=device, amp=amp, progress=progress and ctx.is_main)
     return _gather_shards(feats, len(dataset), ctx, device) if ctx.enabled else feats
 
 

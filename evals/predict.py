@@ -4,9 +4,10 @@ Image files (a file, a folder searched recursively, or a glob) are scored with a
 the calibration ``eval.py`` stored next to it (evals/calibrate.py). That calibration holds the
 fitted scorer, i.e. the feature bank's directions and λ weights, so no training image is read
 again. Each file is decoded as the folder datasets decode theirs (any size, gray or RGB or
-16-bit -> RGB, resized to the bank's side S) and sees the test-time views eval.py drew: the same
-generator seed and batch size, so predicting on the images eval.py scored, in its order,
-reproduces its scores. An unreadable file is reported and skipped; the run goes on.
+16-bit -> RGB, resized to the bank's side S) and sees the test-time views eval.py drew for it:
+the same seed and the file's content as the key of its own view stream (evals/view_keys.py).
+So a file's score is the one eval.py gave it in a folder dataset's split, alone or among any
+other files, in any order and batch size. An unreadable file is reported and skipped; the run goes on.
 
 The output folder holds:
 - ``predictions.csv``: path, csi_score (higher = more normal), anomaly_score ((τ − csi_score) /
@@ -29,18 +30,18 @@ import torch
 from matplotlib.figure import Figure
 
 from common.atomic import atomic_path, json_dump_atomic
+from common.augment import SimCLRAugment
 from common.checkpoint import load_checkpoint, resolve_checkpoint
 from common.config import PredictConfig
 from common.device import default_device
 from common.errors import UserError
-from common.seed import make_generator
 from datasets import load_image_file
 from datasets.base import IMAGE_EXTENSIONS
 from datasets.folder import images_in
 from evals.calibrate import Calibration, StoredCalibration, anomaly_scores, flag, load_calibration
 from evals.features import extract_features
 from evals.run import load_model
-from training.augment import SimCLRAugment
+from evals.view_keys import file_key
 
 SHOWN_SKIPPED = 5  # unreadable files named in the printed summary; skipped.csv lists them all
 
@@ -69,29 +70,32 @@ def expand_inputs(inputs: Sequence[str]) -> list[Path]:
 
 
 class ImageBatches:
-    """Batches (B, 3, S, S) float in [0, 1] of the readable ``files``, in order, all full but the
-    last: the batches a DataLoader makes of the same readable files. Unreadable files are
-    skipped; ``paths`` (read) and ``skipped`` ((path, reason)) fill during one iteration."""
+    """Batches ``(x (B, 3, S, S) float in [0, 1], keys (B,) int64)`` of the readable ``files``, in
+    order, each image with its content key (evals/view_keys.py), so that its views, and so its
+    score, do not depend on the other files or the batch size. Unreadable files are skipped;
+    ``paths`` (read) and ``skipped`` ((path, reason)) fill during one iteration."""
 
     def __init__(self, files: Sequence[Path], image_size: int, batch_size: int) -> None:
         self.files, self.image_size, self.batch_size = list(files), image_size, batch_size
         self.paths: list[str] = []
         self.skipped: list[tuple[str, str]] = []
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        batch: list[torch.Tensor] = []
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        images: list[torch.Tensor] = []
+        keys: list[int] = []
         for file in self.files:
             try:
-                batch.append(load_image_file(file, self.image_size))
+                images.append(load_image_file(file, self.image_size))
             except UserError as err:
                 self.skipped.append((str(file), str(err)))
                 continue
+            keys.append(file_key(file))
             self.paths.append(str(file))
-            if len(batch) == self.batch_size:
-                yield torch.stack(batch)
-                batch = []
-        if batch:
-            yield torch.stack(batch)
+            if len(images) == self.batch_size:
+                yield torch.stack(images), torch.tensor(keys, dtype=torch.int64)
+                images, keys = [], []
+        if images:
+            yield torch.stack(images), torch.tensor(keys, dtype=torch.int64)
 
 
 @dataclass(frozen=True)
@@ -111,13 +115,14 @@ class Predictions:
 def score_files(model: torch.nn.Module, stored: StoredCalibration, files: Sequence[Path], *,
                 batch_size: int | None, device: torch.device, amp: bool,
                 progress: bool) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
-    """(read paths, their CSI scores (n,) float32, skipped (path, reason)) with eval.py's views."""
+    """(read paths, their CSI scores (n,) float32, skipped (path, reason)) with eval.py's views.
+    ``batch_size`` (None: eval.py's) sets the memory used, not the scores."""
     views = stored.views
     batches = ImageBatches(files, views.image_size, batch_size or views.batch_size)
     augment = SimCLRAugment(crop_scale=views.crop_scale).to(device)
     try:
         feats = extract_features(model, batches, shift_kind=views.shift_kind, K=views.n_shifts,
-                                 n_samples=views.n_samples, augment=augment, generator=make_generator(views.seed),
+                                 n_samples=views.n_samples, augment=augment, seed=views.seed,
                                  device=device, amp=amp, progress=progress)
     except UserError:
         if batches.paths:

@@ -17,6 +17,7 @@ from common.config import DataConfig, EvalConfig, TrainConfig
 from common.device import default_device
 from common.distributed import DistContext, init_distributed, shutdown
 from datasets import ImageDataset, OneClassSplit
+from datasets.from_config import load_split
 from evals.calibrate import (StoredCalibration, ViewSettings, calibrate, calibration_path, decisions,
                              save_calibration, weights_fingerprint)
 from evals.csi_score import CSIScorer
@@ -24,9 +25,8 @@ from evals.metrics import Metrics, score_quantiles, summarize
 from evals.pipeline import features_of, fit_scorer, normal_only, score_dataset
 from evals.report import format_summary, write_report
 from models import build_model
-from training.data import load_split
 
-# Generator seeds are --seed plus these: the bank and the scored splits draw independent views.
+# View seeds are --seed plus these: the bank and the scored splits draw independent views.
 BANK_SEED_OFFSET, SCORED_SEED_OFFSET = 0, 1
 
 

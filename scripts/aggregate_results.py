@@ -1,10 +1,13 @@
-"""Collect report.json files into a table: mean ± std over seeds, beside the paper.
+"""Collect report.json files into a table: mean ± std over seeds, beside the paper; and each
+variant's AUROC difference against its table's CSI run on the same test images, with a paired
+bootstrap 95 % CI, per seed and over seeds.
 
 Layout written by the reproduction scripts:
-    <root>/<table>/<dataset>_c<class>/<variant>/seed<k>/report.json
+    <root>/<table>/<dataset>_c<class>/<variant>/seed<k>/{report.json, scores.csv, train -> run}
 
-    python scripts/aggregate_results.py results            # Markdown, every table
+    python scripts/aggregate_results.py results            # Markdown, every table, with the paired section
     python scripts/aggregate_results.py results --table main --format csv --out main.csv
+    python scripts/aggregate_results.py results --table main --paired_csv main_paired.csv
 """
 from __future__ import annotations
 
@@ -16,7 +19,12 @@ import re
 import statistics
 import sys
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from scipy.stats import rankdata
 
 # Published AUROCs (shared docs PAPER_RESULTS.md), keyed (table, dataset_c<class>, variant).
 # The paper's BreastMNIST runs train on class 0 (malignant as "normal", upstream quirk Q16).
@@ -63,17 +71,25 @@ def _paper_table() -> dict[tuple[str, str, str], float]:
 PAPER = _paper_table()
 
 
-def collect(root: Path, table: str | None = None) -> list[dict]:
-    """One row per (table, dataset, variant), aggregating its seed folders."""
-    groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-    val_groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+Key = tuple[str, str, str]  # (table, dataset_c<class>, variant)
+
+
+def find_reports(root: Path, table: str | None = None) -> Iterator[tuple[Key, str, Path]]:
+    """(key, seed folder name, report.json) of every table run under ``root``."""
     for report in sorted(root.rglob("report.json")):
         parts = report.relative_to(root).parts
         if len(parts) < 5 or parts[0].startswith("_"):  # _runs/ is the shared run cache, not a table
             continue
         key = (parts[-5], parts[-4], parts[-3])  # table, dataset_c<class>, variant (parent of seed<k>)
-        if table and key[0] != table:
-            continue
+        if not table or key[0] == table:
+            yield key, parts[-2], report
+
+
+def collect(root: Path, table: str | None = None) -> list[dict]:
+    """One row per (table, dataset, variant), aggregating its seed folders."""
+    groups: dict[Key, list[float]] = defaultdict(list)
+    val_groups: dict[Key, list[float]] = defaultdict(list)
+    for key, _, report in find_reports(root, table):
         data = json.loads(report.read_text())
         groups[key].append(data["metrics"]["auroc"])
         val = best_val_auroc(training_log(report, data))
@@ -151,18 +167,203 @@ def to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
+# -- paired statistics: a variant against its table's CSI run, on the same test images ----------------
+
+BASELINE = "CSI"
+_BOOT_CELLS = 4_000_000  # resampled scores ranked at once, to bound memory
+
+
+class PairingError(ValueError):
+    """Two score files that cannot be compared image by image; the message names both."""
+
+
+@dataclass(frozen=True)
+class ScoreFile:
+    """eval.py's scores.csv: one row per test image; ``keys`` are its paths, or its indices when unknown."""
+
+    path: Path
+    keys: tuple[str, ...]
+    scores: np.ndarray  # (n,) float64, higher = more normal
+    is_anomaly: np.ndarray  # (n,) int64, 1 = anomalous
+
+
+@dataclass(frozen=True)
+class PairedDiff:
+    """AUROC(variant) − AUROC(baseline) on the full test set, with its percentile bootstrap CI."""
+
+    diff: float
+    ci_low: float
+    ci_high: float
+
+    @property
+    def significant(self) -> bool:
+        return self.ci_low > 0 or self.ci_high < 0
+
+
+def read_scores(path: Path) -> ScoreFile:
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    paths = [row["path"] for row in rows]
+    keys = paths if all(paths) else [row["index"] for row in rows]
+    return ScoreFile(path, tuple(keys), np.array([float(row["score"]) for row in rows]),
+                     np.array([int(row["is_anomaly"]) for row in rows], dtype=np.int64))
+
+
+def scores_file(report: Path) -> Path | None:
+    """The scores.csv of a report: published beside it, else in the run folder its ``train`` link points into."""
+    for candidate in (report.parent / "scores.csv", (report.parent / "train").resolve().parent / "scores.csv"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def check_same_images(a: ScoreFile, b: ScoreFile) -> None:
+    """Paired statistics need both files to list the same images, with the same labels, in the same order."""
+    if a.keys != b.keys or not np.array_equal(a.is_anomaly, b.is_anomaly):
+        row = next((i for i, (ka, kb) in enumerate(zip(a.keys, b.keys)) if ka != kb), min(len(a.keys), len(b.keys)))
+        raise PairingError(f"{a.path} and {b.path} do not list the same test images in the same order "
+                           f"({len(a.keys)} vs {len(b.keys)} rows, first difference at row {row})")
+
+
+def auroc_rows(scores: np.ndarray, is_normal: np.ndarray) -> np.ndarray:
+    """Row-wise AUROC, normal images as positives: scores (R, n), is_normal (R, n) bool -> (R,).
+
+    Mann–Whitney U from average ranks, so ties count 1/2 as in sklearn's roc_auc_score."""
+    ranks = rankdata(scores, axis=1)
+    p = is_normal.sum(axis=1)
+    u = (ranks * is_normal).sum(axis=1) - p * (p + 1) / 2.0
+    return u / (p * (scores.shape[1] - p))
+
+
+def bootstrap_indices(is_anomaly: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, n) int64: row r lists replicate r's images, drawn with replacement within each class
+    (normals first), so that every replicate keeps the test set's class balance, as evals.metrics does."""
+    normal, anomalous = np.flatnonzero(is_anomaly == 0), np.flatnonzero(is_anomaly == 1)
+    return np.concatenate([rng.choice(normal, size=(n_boot, normal.size)),
+                           rng.choice(anomalous, size=(n_boot, anomalous.size))], axis=1)
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, is_anomaly: np.ndarray, n_boot: int = 2000, seed: int = 0,
+                     alpha: float = 0.05) -> tuple[list[PairedDiff], PairedDiff]:
+    """AUROC(a) − AUROC(b) per seed and its mean over seeds, each with a paired bootstrap CI.
+
+    a, b: (S, n) scores of S seeds on the same n images. Each replicate resamples the images once,
+    with the same indices for both methods and for every seed, so the mean's CI accounts for the
+    test set being shared by all seeds."""
+    is_normal = is_anomaly == 0
+    if not 0 < is_normal.sum() < is_normal.size:
+        raise ValueError("a paired AUROC difference needs both normal and anomalous test images")
+    rng, block = np.random.default_rng(seed), max(1, _BOOT_CELLS // is_anomaly.size)
+    diffs = []  # (S, reps) per block
+    for start in range(0, n_boot, block):
+        idx = bootstrap_indices(is_anomaly, min(block, n_boot - start), rng)
+        normal_rows = is_normal[idx]
+        diffs.append(np.stack([auroc_rows(sa[idx], normal_rows) - auroc_rows(sb[idx], normal_rows)
+                               for sa, sb in zip(a, b)]))
+    boot = np.concatenate(diffs, axis=1)
+    full = auroc_rows(a, np.broadcast_to(is_normal, a.shape)) - auroc_rows(b, np.broadcast_to(is_normal, b.shape))
+    quantiles = [alpha / 2.0, 1.0 - alpha / 2.0]
+    per_seed = [PairedDiff(float(d), *map(float, np.quantile(r, quantiles))) for d, r in zip(full, boot)]
+    return per_seed, PairedDiff(float(full.mean()), *map(float, np.quantile(boot.mean(axis=0), quantiles)))
+
+
+def baseline_of(key: Key, runs: dict[Key, dict]) -> Key | None:
+    """The table's own CSI run; for a table without one (kernel, shift, ...), the main table's."""
+    for candidate in ((key[0], key[1], BASELINE), ("main", key[1], BASELINE)):
+        if candidate in runs and candidate != key:
+            return candidate
+    return None
+
+
+def load_paired(report: Path) -> ScoreFile | None:
+    """A report's per-image scores, checked against the AUROC it reports; None (with a note) without any."""
+    path = scores_file(report)
+    if path is None:
+        print(f"note: {report.parent}: no scores.csv, left out of the paired statistics", file=sys.stderr)
+        return None
+    scores = read_scores(path)
+    reported = json.loads(report.read_text())["metrics"]["auroc"]
+    full = auroc_rows(scores.scores[None], (scores.is_anomaly == 0)[None])[0]
+    if abs(full - reported) > 1e-6:
+        raise PairingError(f"{path} gives AUROC {full:.6f}, but {report} reports {reported:.6f}: a stale scores file")
+    return scores
+
+
+def paired_rows(root: Path, table: str | None = None, n_boot: int = 2000, seed: int = 0) -> list[dict]:
+    """Per (table, dataset, variant ≠ CSI): one row per seed shared with the baseline, then the mean."""
+    runs: dict[Key, dict[str, Path]] = defaultdict(dict)
+    for key, seed_name, report in find_reports(root):  # every table: the baseline may be main's
+        runs[key][seed_name] = report
+    rows = []
+    for key in sorted(runs, key=natural_key):
+        base = baseline_of(key, runs)
+        if (table and key[0] != table) or key[2] == BASELINE or base is None:
+            continue
+        pairs = [(s, load_paired(runs[key][s]), load_paired(runs[base][s]))
+                 for s in sorted(set(runs[key]) & set(runs[base]), key=lambda name: natural_key((name,)))]
+        pairs = [(s, a, b) for s, a, b in pairs if a is not None and b is not None]
+        if not pairs:
+            continue
+        for _, a, b in pairs:
+            check_same_images(a, b)
+            check_same_images(pairs[0][2], b)  # every seed on the same images, for the joint resampling
+        per_seed, mean = paired_bootstrap(np.stack([a.scores for _, a, _ in pairs]),
+                                          np.stack([b.scores for _, _, b in pairs]), pairs[0][2].is_anomaly,
+                                          n_boot=n_boot, seed=seed)
+        baseline = base[2] if base[0] == key[0] else f"{base[0]}/{base[2]}"
+        for seed_name, d in [*zip((s for s, _, _ in pairs), per_seed), ("mean", mean)]:
+            rows.append({"table": key[0], "dataset": key[1], "variant": key[2], "baseline": baseline,
+                         "seed": seed_name, "auroc_diff": round(d.diff, 4), "ci_low": round(d.ci_low, 4),
+                         "ci_high": round(d.ci_high, 4), "significant": d.significant})
+    return rows
+
+
+def paired_markdown(rows: list[dict], n_boot: int) -> str:
+    lines = [f"Paired AUROC difference, variant − baseline, on the same test images: 95 % CI from {n_boot} "
+             "bootstrap resamples of the images (the same for both methods and, for the mean over seeds, "
+             "for every seed); * = the CI excludes 0.", "",
+             "| table | dataset | variant − baseline | seed | ΔAUROC | 95 % CI |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        star = "*" if r["significant"] else ""
+        lines.append(f"| {r['table']} | {r['dataset']} | {r['variant']} − {r['baseline']} | {r['seed']} | "
+                     f"{r['auroc_diff']:+.3f}{star} | [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] |")
+    return "\n".join(lines) + "\n"
+
+
+def paired_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["table", "dataset", "variant", "baseline", "seed", "auroc_diff",
+                                             "ci_low", "ci_high", "significant"])
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", type=Path)
     p.add_argument("--table", default=None)
     p.add_argument("--format", choices=["md", "csv"], default="md")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--paired_csv", type=Path, default=None, help="also write the paired differences as CSV")
+    p.add_argument("--n_boot", type=int, default=2000, help="paired bootstrap replicates")
+    p.add_argument("--boot_seed", type=int, default=0)
     args = p.parse_args(argv)
     if not args.root.is_dir():
         print(f"error: {args.root}: no such results folder", file=sys.stderr)
         return 2
     rows = collect(args.root, args.table)
     text = to_markdown(rows) if args.format == "md" else to_csv(rows)
+    if args.format == "md" or args.paired_csv:
+        try:
+            paired = paired_rows(args.root, args.table, n_boot=args.n_boot, seed=args.boot_seed)
+        except PairingError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        if args.paired_csv:
+            args.paired_csv.write_text(paired_csv(paired))
+        if args.format == "md" and paired:
+            text += "\n" + paired_markdown(paired, args.n_boot)
     if args.out:
         args.out.write_text(text)
     print(text, end="")

@@ -23,10 +23,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.augment import SimCLRAugment  # noqa: E402
 from diffusion_models.dissolver import Dissolver  # noqa: E402
 from diffusion_models.unet import build_scheduler, build_unet  # noqa: E402
 from models import build_model  # noqa: E402
-from training.augment import SimCLRAugment  # noqa: E402
 from training.losses import ContrastiveShiftLoss  # noqa: E402
 from training.optim import build_optimizer  # noqa: E402
 from training.views import make_views  # noqa: E402

@@ -98,8 +98,10 @@ run_one() {
       "$PY" "$REPO/eval.py" --mode ood_pre --ood_score CSI --load_path "$run/train/best.pt" "${EVAL_FLAGS[@]}" \
         --seed "$seed" --out_dir "$run"
     fi
-    # publish under the lock too: two tables finishing the same run at once must not share the temp file
+    # publish under the lock too: two tables finishing the same run at once must not share the temp file.
+    # scores.csv (per-image scores, for the paired statistics) first: report.json marks the folder done.
     ln -sfn "$run/train" "$out/train"
+    cp "$run/scores.csv" "$out/scores.csv.tmp.$$" && mv "$out/scores.csv.tmp.$$" "$out/scores.csv"
     cp "$run/report.json" "$out/report.json.tmp.$$" && mv "$out/report.json.tmp.$$" "$out/report.json"
   ) 9>"$run/.lock"
 }

@@ -2,7 +2,8 @@
 # Upstream quirks, each measured on VALIDATION against our default (DIA, diffusion_rotation), at an
 # equal, short budget (QUIRK_EPOCHS, default 6); the best validation AUROC decides our defaults.
 #   t per batch (upstream) vs per sample; EMA vs "auto" DDPM weights (auto = the weights with the lower
-#   validation eps-loss in ddpm.json); [0,1] input range (upstream); naive vs shifted_removed masking.
+#   validation eps-loss in ddpm.json); [0,1] input range (upstream); shifted_removed (DIA-(b)) vs the
+#   default naive masking (DIA-(a), the paper's main table).
 # usage: scripts/repro_quirks.sh DDPM_DIR [dataset] [class] [quick|paper] [seeds...]
 source "$(dirname "$0")/lib_repro.sh"
 CKPT="${1:?usage: scripts/repro_quirks.sh DDPM_DIR [dataset] [class] [quick|paper] [seeds...]}"
@@ -13,10 +14,10 @@ declare -A VARIANTS=(
   [t_per_batch]="--diffusion_t_granularity batch"
   [weights_ema]="--diffusion_weights ema"
   [input_upstream]="--diffusion_input_range upstream"
-  [loss_naive]="--loss_mode naive"
+  [loss_shifted_removed]="--loss_mode shifted_removed"
 )
 for s in "${SEEDS[@]}"; do
-  for v in default t_per_batch weights_ema input_upstream loss_naive; do
+  for v in default t_per_batch weights_ema input_upstream loss_shifted_removed; do
     dir="$OUT/$v/seed$s"
     [ -f "$dir/last.pt" ] && continue
     "$PY" "$REPO/train.py" --dataset "$DS" --data_root "$(data_root "$DS")" --one_class_idx "$CLS" \

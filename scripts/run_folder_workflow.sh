@@ -13,16 +13,17 @@ OUT="${2:-runs/cxr_folder}"; SEED="${3:-0}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"  # small ops on a shared CPU: one thread is fastest
 PY=.venv/bin/python
 
-# The DDPM CLI picks the normal folder by index: sorted class folders NORMAL, PNEUMONIA -> 0.
+# Both CLIs name the normal folder the same way and share the data's split (--split_seed, default 0), so the
+# DDPM never trains on the classifier's validation or test images; --seed only changes the DDPM's own draws.
 if [ ! -d "$OUT/ddpm/best" ]; then
-  "$PY" diffusion_models/train_eval_ddpm.py --mode train --dataset folder --data_root "$DATA" --one_class_idx 0 \
+  "$PY" diffusion_models/train_eval_ddpm.py --mode train --dataset folder --data_root "$DATA" --normal_classes NORMAL \
     --dim 16 --dim_mults 1,2,2 --train_steps 300 --batch_size 32 --grad_accum 1 --seed "$SEED" --save_dir "$OUT/ddpm"
 fi
 
 # 64 px with the ImageNet stem: the CIFAR stem at 64 px is ~15x slower on a CPU (see the README).
 "$PY" train.py --dataset folder --data_root "$DATA" --normal_classes NORMAL --image_size 64 \
   --model resnet18_imagenet --width 16 --mode simclr_DIA --shift_trans_type diffusion_rotation \
-  --diffusion_model_path "$OUT/ddpm" --diff_resolution 32 --batch_size 32 --epochs 10 --steps_per_epoch 20 \
+  --diffusion_model_path "$OUT/ddpm" --batch_size 32 --epochs 10 --steps_per_epoch 20 \
   --warmup 1 --val_every 2 --seed "$SEED" --logdir "$OUT/dia"
 
 # Scores the test split and stores the scorer + threshold next to the checkpoint (best.calib.pt).

@@ -25,6 +25,8 @@ def test_readme_train_command_parses_verbatim():
     assert (cfg.dissolve.t_min, cfg.dissolve.t_max) == (30, 99)
     assert cfg.n_branches == 3 and cfg.optim.batch_size == 32 and cfg.data.one_class_idx == 0
     assert cfg.optim.kind == "lars" and cfg.optim.lr_init == 0.1 and cfg.loss.temperature == 0.5
+    assert cfg.loss.mode == "naive"  # the paper's DIA-(a), main Table 1 (supplement Table 12)
+    assert cfg.dissolve.resolution == 32 and cfg.data.split_seed == 0
     assert cfg.run.logdir.startswith("logs/breastmnist_resnet18_simclr_DIA_diffusion_rotation_one_class_0")
 
 
@@ -64,7 +66,7 @@ def test_t_range_matches_upstream_truncation():
     ("--dataset synthetic --shift_trans_type rotation --contamination_ratio 1.5", "--contamination_ratio"),
     ("--dataset synthetic --kernel_size 4 --shift_trans_type blurgaussian", "--kernel_size"),
     ("--dataset synthetic --shift_trans_type rotation --temperature 0", "--temperature"),
-    ("--dataset synthetic --epochs 5 --warmup 10 --shift_trans_type rotation", "--warmup"),
+    ("--dataset synthetic --epochs 5 --warmup -1 --shift_trans_type rotation", "--warmup"),
     ("--dataset synthetic --diffusion_offset 0.9 --diffusion_upper_offset 0.5 --diffusion_model_path x",
      "--diffusion_offset"),
 ])

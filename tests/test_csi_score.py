@@ -1,33 +1,22 @@
-"""CSI score and test-time feature extraction (METHOD.md §4) against slow references.
+"""The CSI score (METHOD.md §4) against a slow reference loop; the features it reads.
 
-The extraction tests use stand-ins defined here (a rotation-only
-``training.shifts``, a tiny model, a random augmentation), so they do not
-depend on the other packages; one layout test also runs against the real
-``training.shifts`` when it exists.
+Feature extraction is tested in tests/test_features.py.
 """
 from __future__ import annotations
 
 import io
 import math
-import random
-import sys
-import types
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from common.errors import UserError
 from common.seed import make_generator
 from evals.csi_score import CSIScorer
-from evals.features import Features, extract_features, shift_views
+from evals.features import Features
 
 torch.set_num_threads(1)
-
-
-# --------------------------------------------------------------------------- CSI score
 
 
 def _random_features(n: int, K: int, d: int, seed: int) -> Features:
@@ -153,152 +142,3 @@ def test_features_round_trip_and_validation():
         Features(torch.zeros(6, 4, 3), torch.zeros(6, 4, 3))
     with pytest.raises(ValueError, match="missing"):
         Features.from_dict({"projection": feats.projection})
-
-
-# --------------------------------------------------------------------------- stand-ins
-
-
-def _stack_rotations(x: torch.Tensor, kind: str, K: int = 4) -> torch.Tensor:
-    """Stand-in for training.shifts.stack_shifts: k-major rotations by k·90°."""
-    assert kind == "rotation"
-    return torch.cat([torch.rot90(x, k, dims=(2, 3)) for k in range(K)])
-
-
-@pytest.fixture
-def standin_shifts(monkeypatch):
-    module = types.ModuleType("training.shifts")
-    module.stack_shifts = _stack_rotations
-    module.apply_shift = lambda x, k, kind: _stack_rotations(x, kind, k + 1)[k * x.shape[0]:]
-    monkeypatch.setitem(sys.modules, "training.shifts", module)
-    return module
-
-
-@pytest.fixture(params=["stand-in", "real"])
-def shifts_module(request, monkeypatch):
-    if request.param == "real":
-        return pytest.importorskip("training.shifts", reason="training.shifts is not written yet")
-    return request.getfixturevalue("standin_shifts")
-
-
-@dataclass(frozen=True)
-class _Out:
-    features: torch.Tensor
-    projection: torch.Tensor
-    shift_logits: torch.Tensor
-
-
-class _TinyEncoder(nn.Module):
-    """Conv + BN + two linear heads; records its mode and inference state per call."""
-
-    def __init__(self, d: int = 5, K: int = 4) -> None:
-        super().__init__()
-        self.conv, self.bn = nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6)
-        self.proj, self.shift = nn.Linear(6, d), nn.Linear(6, K)
-        g = make_generator(0)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=g))
-        self.calls: list[tuple[bool, bool]] = []
-
-    def forward(self, x: torch.Tensor) -> _Out:
-        self.calls.append((self.training, torch.is_inference_mode_enabled()))
-        h = torch.relu(self.bn(self.conv(x))).mean(dim=(2, 3))
-        return _Out(h, self.proj(h), self.shift(h))
-
-
-class _RandomAugment:
-    """Per-sample random brightness from the generator; remembers what it returned."""
-
-    def __init__(self) -> None:
-        self.outputs: list[torch.Tensor] = []
-
-    def __call__(self, views: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        scale = 0.5 + torch.rand(views.shape[0], 1, 1, 1, generator=generator)
-        self.outputs.append((views * scale).clone())
-        return self.outputs[-1]
-
-
-def _batches(n: int, batch: int, size: int = 8, seed: int = 0) -> list:
-    images = torch.rand(n, 3, size, size, generator=make_generator(seed))
-    return [(images[i : i + batch], torch.zeros(len(images[i : i + batch]))) for i in range(0, n, batch)]
-
-
-def _extract(model, loader, seed=0, n_samples=3, augment=None, **kwargs) -> Features:
-    return extract_features(
-        model, loader, shift_kind="rotation", K=4, n_samples=n_samples,
-        augment=augment or _RandomAugment(), generator=make_generator(seed),
-        device="cpu", progress=False, **kwargs,
-    )
-
-
-# --------------------------------------------------------------------------- extraction
-
-
-def test_shift_views_layout_and_fresh_flip_per_shift(shifts_module):
-    x = torch.rand(64, 3, 6, 6, generator=make_generator(1))
-    views = shift_views(x, "rotation", 4, make_generator(2))
-    assert views.shape == (4 * 64, 3, 6, 6)
-    plain = shifts_module.stack_shifts(x, "rotation", 4)
-    flipped = shifts_module.stack_shifts(x.flip(-1), "rotation", 4)
-    is_plain = (views == plain).flatten(1).all(1)
-    is_flipped = (views == flipped).flatten(1).all(1)
-    assert bool((is_plain | is_flipped).all()), "row k·B+i must be image i, maybe flipped, under shift k"
-    assert 0.3 < is_flipped.float().mean() < 0.7
-    per_image = is_flipped.view(4, 64)
-    assert bool((per_image != per_image[:1]).any(0).any()), "flips must be drawn afresh per shift"
-
-
-def test_extract_features_is_the_per_image_sample_mean(standin_shifts):
-    model, augment = _TinyEncoder(), _RandomAugment()
-    loader = _batches(7, batch=3)
-    feats = _extract(model, loader, n_samples=3, augment=augment)
-    assert feats.projection.shape == (7, 4, 5) and feats.shift_logits.shape == (7, 4, 4)
-    assert feats.projection.dtype == torch.float32 and feats.projection.device.type == "cpu"
-    model.eval()
-    row = 0
-    for b, (x, _) in enumerate(loader):
-        seen = augment.outputs[3 * b : 3 * b + 3]  # the 3 samples of batch b, (4·B, 3, H, W) each
-        for i in range(len(x)):
-            for k in range(4):
-                with torch.no_grad():  # the recorded views are inference tensors
-                    outs = [model(view[k * len(x) + i : k * len(x) + i + 1]) for view in seen]
-                proj = sum(o.projection[0] for o in outs) / 3
-                logits = sum(o.shift_logits[0] for o in outs) / 3
-                torch.testing.assert_close(feats.projection[row + i, k], proj, rtol=1e-5, atol=1e-5)
-                torch.testing.assert_close(feats.shift_logits[row + i, k], logits, rtol=1e-5, atol=1e-5)
-        row += len(x)
-
-
-def test_extract_features_is_seeded_and_leaves_global_rng_alone(standin_shifts):
-    model, loader = _TinyEncoder(), _batches(5, batch=2)
-    states = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
-    first, second = _extract(model, loader, seed=3), _extract(model, loader, seed=3)
-    assert torch.equal(torch.get_rng_state(), states[0])
-    assert np.array_equal(np.random.get_state()[1], states[1]) and random.getstate() == states[2]
-    assert torch.equal(first.projection, second.projection)
-    assert torch.equal(first.shift_logits, second.shift_logits)
-    other = _extract(model, loader, seed=4)
-    assert not torch.allclose(first.projection, other.projection)
-
-
-def test_extract_features_uses_eval_inference_mode_and_restores_training(standin_shifts):
-    model = _TinyEncoder()
-    model.train()
-    _extract(model, _batches(4, batch=2), n_samples=2)
-    assert model.calls == [(False, True)] * 4
-    assert model.training
-
-
-def test_extract_features_bf16_autocast_is_close(standin_shifts):
-    model, loader = _TinyEncoder(), _batches(4, batch=4)
-    full = _extract(model, loader, n_samples=1)
-    half = _extract(model, loader, n_samples=1, amp=True)
-    assert half.projection.dtype == torch.float32
-    torch.testing.assert_close(half.projection, full.projection, rtol=0.05, atol=0.1)
-
-
-def test_extract_features_rejects_empty_loader_and_zero_samples(standin_shifts):
-    with pytest.raises(UserError, match="no images"):
-        _extract(_TinyEncoder(), [])
-    with pytest.raises(UserError, match="--ood_samples"):
-        _extract(_TinyEncoder(), _batches(2, 2), n_samples=0)

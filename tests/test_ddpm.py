@@ -15,7 +15,7 @@ from common.errors import UserError
 from diffusion_models.checkpoint import DDPMMeta, ValLosses, load_ddpm, save_ddpm
 from diffusion_models.dissolver import Dissolver
 from common.transforms import random_hflip
-from diffusion_models.trainer import (DDPMData, DDPMTrainConfig, DDPMTrainer, batch_indices,
+from diffusion_models.trainer import (DDPMData, DDPMTrainConfig, DDPMTrainer, batch_indices, paper_ema,
                                       run_training)
 from diffusion_models.unet import MAX_ATTN_PX, attention_levels, build_scheduler, build_unet
 
@@ -41,7 +41,8 @@ def tiny_config(**overrides) -> DDPMTrainConfig:
 
 
 def make_meta(resolution: int = 32, channels: int = 3, val: ValLosses = ValLosses(0.5, 0.3, 0.5, 0.2)) -> DDPMMeta:
-    return DDPMMeta(dataset="synthetic", one_class_idx=None, normal_classes=("normal",), resolution=resolution,
+    return DDPMMeta(dataset="synthetic", one_class_idx=None, normal_classes=("normal",), data_root=None,
+                    split_seed=0, resolution=resolution,
                     channels=channels, source_image_size=28, step=1, n_params=0, val=val, best_step=1,
                     best_val_loss=val.score)
 
@@ -103,9 +104,40 @@ def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(tmp_pa
     assert resumed.step == 4
     result = resumed.fit()
     assert result.step == 6 and load_ddpm(tmp_path / "b" / "last").meta.step == 6
-    for ours, ref in ((resumed.unet, straight.unet), (resumed.ema.module, straight.ema.module)):
+    for ours, ref in ((resumed.unet, straight.unet), (resumed.ema_unet(), straight.ema_unet())):
         for (name, p), q in zip(ours.state_dict().items(), ref.state_dict().values()):
             torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+
+
+def paper_decay(step: int, decay: float = 0.995) -> float:
+    """ema-pytorch's decay at training step s (METHOD §1): weights copied up to step 100, then
+    1 − (1 + e)^(−2/3) with e = s − 101, capped at ``decay``."""
+    e = step - 101
+    return 0.0 if e < 0 else min(decay, 1 - (1 + e) ** (-2 / 3))
+
+
+@pytest.mark.parametrize("every", [10, 4, 1])
+def test_ema_decay_follows_the_paper_schedule_in_training_steps(every):
+    ema = paper_ema([torch.nn.Parameter(torch.zeros(1))], 0.995, every)
+    for step in (every, 100, 104, 110, 200, 1000, 2000, 20000):
+        if step % every == 0:  # EMAModel counts its calls: call c happens at training step c·every
+            assert ema.get_decay(step // every) == pytest.approx(paper_decay(step), abs=1e-12), step
+    assert ema.get_decay(20000 // every) == 0.995
+
+
+def test_trainer_ema_matches_a_slow_reference_of_the_paper_ema(tmp_path):
+    cfg = tiny_config(train_steps=120, ema_every=10, val_every=1000, save_every=1000, ema_decay=0.9)
+    trainer = DDPMTrainer(cfg, tiny_data(), tmp_path, show_progress=False)
+    reference = [p.detach().clone() for p in trainer.unet.parameters()]
+    while trainer.step < cfg.train_steps:
+        trainer.train_step()
+        if trainer.step % cfg.ema_every == 0:
+            d = paper_decay(trainer.step, cfg.ema_decay)
+            reference = [d * r + (1 - d) * p.detach() for r, p in zip(reference, trainer.unet.parameters())]
+    assert 0 < paper_decay(120, 0.9) < 0.9  # past the warm-up: a real average, so it lags the raw weights
+    for ours, ref, raw in zip(trainer.ema_unet().parameters(), reference, trainer.unet.parameters()):
+        torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    assert any(not torch.equal(p, q) for p, q in zip(trainer.ema_unet().parameters(), trainer.unet.parameters()))
 
 
 def test_resume_refuses_a_changed_model(tmp_path):
@@ -221,3 +253,12 @@ def test_run_training_resumes_to_more_steps_and_refuses_to_overwrite(tmp_path):
         run_training(replace(cfg, train_steps=5), show_progress=False)
     assert run_training(replace(cfg, train_steps=5, resume=True), show_progress=False).step == 5
     assert load_ddpm(tmp_path / "last").meta.step == 5
+
+
+def test_a_diff_resolution_other_than_the_ddpms_is_refused_naming_both(tmp_path):
+    save_tiny(tmp_path / "ckpt", resolution=32)
+    with pytest.raises(UserError, match=r"--diff_resolution 64 differs from the resolution 32") as err:
+        Dissolver.from_checkpoint(tmp_path / "ckpt", image_size=28, resolution=64)
+    assert "\n" not in str(err.value)
+    for resolution in (None, 32):  # omitted, or the DDPM's own
+        assert Dissolver.from_checkpoint(tmp_path / "ckpt", image_size=28, resolution=resolution).resampler.resolution == 32

@@ -19,9 +19,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from common.distributed import DistContext, gather_rows, per_process_batch
 from common.errors import UserError
+from common.shifts import shift_labels, stack_shifts
 from models import build_model
 from training.losses import ContrastiveShiftLoss
-from training.shifts import shift_labels, stack_shifts
 
 REPO = Path(__file__).resolve().parents[1]
 WORLD, B_LOCAL, K = 2, 3, 4

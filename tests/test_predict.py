@@ -68,7 +68,7 @@ def make_checkpoint(logdir: Path, data_root: Path) -> Path:
     return path
 
 
-EVAL = dict(n_samples=2, batch_size=8, n_boot=20)  # 8: several batches, so generator continuity matters
+EVAL = dict(n_samples=2, batch_size=8, n_boot=20)  # 8: several batches, whose make-up must not matter
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +104,24 @@ def test_predict_on_the_test_folder_gives_eval_scores(evaluated, tmp_path):
     rows = read_rows(tmp_path / "predictions.csv")
     assert list(rows[0]) == ["path", "csi_score", "anomaly_score", "is_anomaly"]
     np.testing.assert_allclose([float(r["csi_score"]) for r in rows], out["scores"], rtol=0, atol=1e-5)
+
+
+def test_a_file_scores_as_in_eval_alone_in_any_folder_order_and_batch_size(evaluated, tmp_path):
+    """Each image has its own stream of views (evals/view_keys.py): its neighbours change nothing."""
+    root, ckpt, out = evaluated
+    eval_score = {Path(r["path"]).resolve(): float(r["score"])
+                  for r in read_rows(Path(out["out_dir"]) / "scores.csv")}
+    files = sorted((root / "test").rglob("*.png"))
+    picked = [files[3], files[17], files[0], files[9], files[12]]
+    alone = predict(ckpt, [picked[0]], tmp_path / "alone").csi_scores
+    few = predict(ckpt, picked[::-1], tmp_path / "few", batch_size=3)
+    copy = tmp_path / "elsewhere" / "renamed.png"
+    copy.parent.mkdir()
+    copy.write_bytes(picked[0].read_bytes())
+    mixed = predict(ckpt, [copy, *files[5:8]], tmp_path / "mixed", batch_size=1).csi_scores
+    np.testing.assert_allclose(alone, [eval_score[picked[0].resolve()]], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(few.csi_scores, [eval_score[Path(p).resolve()] for p in few.paths], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(mixed[0], alone[0], rtol=0, atol=1e-5)  # same bytes, other name and neighbours
 
 
 def test_predict_never_reads_the_training_data(evaluated, tmp_path, monkeypatch):

@@ -45,6 +45,7 @@ run_one tableB synthetic 0 CSI_again 0 --shift_trans_type rotation --mode simclr
         seed_dir = tmp_path / "res" / table / "synthetic_c0" / variant / "seed0"
         assert json.loads((seed_dir / "report.json").read_text()) == shared
         assert (seed_dir / "train" / "best.pt").is_file()
+        assert (seed_dir / "scores.csv").read_bytes() == (runs[0] / "seed0" / "scores.csv").read_bytes()
     assert result.stderr.count("== table") == 1  # one training announced, the second table reused it
 
     # changed eval flags are a different run, not a stale report
@@ -88,5 +89,5 @@ wait $first && wait $second
     assert result.returncode == 0, result.stderr[-2000:]
     seed_dir = tmp_path / "res" / "tableA" / "synthetic_c0" / "CSI" / "seed0"
     assert json.loads((seed_dir / "report.json").read_text())["metrics"]["auroc"] >= 0
-    assert sorted(p.name for p in seed_dir.iterdir()) == ["report.json", "train"]  # no temp file left behind
+    assert sorted(p.name for p in seed_dir.iterdir()) == ["report.json", "scores.csv", "train"]  # no temp file left
     assert result.stderr.count("== table") == 1

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
+from common.augment import N_PARAMS, SimCLRAugment, color_jitter, crop_size
 from common.errors import UserError
-from training.augment import SimCLRAugment, color_jitter, crop_size
-from training.shifts import SHIFTS, apply_shift, cutperm, rotate, shift_labels, stack_shifts
+from common.shifts import SHIFTS, apply_shift, cutperm, rotate, shift_labels, stack_shifts
 
 torch.set_num_threads(1)
 
@@ -110,6 +110,19 @@ def test_deterministic_per_generator_and_global_rng_untouched():
     assert not torch.allclose(first, other)
 
 
+def test_given_params_are_the_generator_draw_row_by_row():
+    """Evaluation passes each image's own draw; row i of the output depends on row i of params only."""
+    x = images(b=6, h=12, w=12)
+    aug = SimCLRAugment()
+    u = torch.rand(6, N_PARAMS, generator=gen(4))
+    assert torch.equal(aug(x, params=u), aug(x, generator=gen(4)))
+    torch.testing.assert_close(aug(x[2:3], params=u[2:3])[0], aug(x, params=u)[2], rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="not both"):
+        aug(x, generator=gen(4), params=u)
+    with pytest.raises(ValueError, match=r"\(B, 10\)"):
+        aug(x, params=u[:, :9])
+
+
 def test_identity_without_jitter_gray_or_crop():
     x = images(b=4, h=10, w=10)
     aug = SimCLRAugment(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), p_jitter=0.0, p_gray=0.0)
@@ -191,7 +204,7 @@ def test_bad_arguments():
 
 
 def test_rotate_hue_keeps_gray_and_luma_and_is_periodic():
-    from training.augment import rotate_hue
+    from common.augment import rotate_hue
 
     torch.manual_seed(0)
     x = torch.rand(5, 3, 6, 6)

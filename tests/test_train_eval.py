@@ -11,9 +11,9 @@ import torch
 
 from common.checkpoint import load_checkpoint
 from common.cli import build_eval_parser, build_train_parser, eval_config_from_args, train_config_from_args
+from datasets.from_config import load_split
 from evals.pipeline import features_of, fit_scorer
 from evals.run import load_model, run_eval
-from training.data import load_split
 from training.run import run_training
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,7 +1,7 @@
 """The three branches of one step (METHOD §3 steps 1-3): layout, flips, dissolving, labels."""
 import torch
 
-from training.shifts import apply_shift
+from common.shifts import apply_shift
 from common.transforms import random_hflip
 from training.views import make_views
 

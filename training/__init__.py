@@ -1,1 +1,4 @@
-"""Training: shifts, SimCLR augmentation, views, losses, LARS + schedule, the engine (METHOD.md §3)."""
+"""Training: views (the branches), losses, LARS + schedule, the engine, the run (METHOD.md §3).
+
+The shifts and the SimCLR augmentation, shared with evaluation, are in ``common``.
+"""

@@ -15,6 +15,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
+from common.augment import SimCLRAugment
 from common.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from common.config import TrainConfig
 from common.device import default_device
@@ -23,15 +24,14 @@ from common.errors import UserError
 from common.logging import RunLogger
 from common.seed import make_generator, rng_state, seed_everything, set_rng_state
 from datasets import OneClassSplit
+from datasets.from_config import load_split
 from models import build_model
-from training.augment import SimCLRAugment
-from training.dissolvers import build_dissolver
+from training.dissolvers import build_dissolver, check_ddpm_data
 from training.engine import train_one_epoch
 from training.losses import ContrastiveShiftLoss
 from training.optim import LRSchedule, build_optimizer
 from training.validate import validation_auroc
 from training.views import make_views
-from training.data import load_split
 
 
 def epoch_batches(dataset, batch_size: int, seed: int, epoch: int, num_workers: int, pin: bool,
@@ -105,7 +105,8 @@ class Trainer:
         return states
 
     def resume(self, path: str) -> None:
-        ckpt = load_checkpoint(resolve_checkpoint(path, prefer=("last.pt",)), map_location=self.device)
+        ckpt = load_checkpoint(resolve_checkpoint(path, prefer=("last.pt",), flag="--resume_path"),
+                               map_location=self.device)
         if "optimizer" not in ckpt:
             raise UserError(f"--resume_path {path}: this checkpoint has no optimiser state (use last.pt)")
         self.model.load_state_dict(ckpt["model"])
@@ -178,19 +179,31 @@ def log_view_grids(logger: RunLogger, views) -> None:
         logger.images(f"views/{names[branch]}", pick, 0)
 
 
+def make_logdir(logdir: Path) -> None:
+    try:
+        logdir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"--logdir {logdir}: cannot create this folder ({err.strerror or type(err).__name__})") from None
+
+
 def run_training(cfg: TrainConfig, *, show_progress: bool = True, stop_after_epoch: int | None = None) -> Path:
     """Train and return the log dir (holding last.pt, best.pt, metrics.jsonl, tb/).
 
     Under torchrun every process runs this; only rank 0 logs and writes checkpoints.
     """
     ctx, device = init_distributed(cfg.run.dist_backend, cfg.run.device)
+    if ctx.is_main:
+        make_logdir(Path(cfg.run.logdir))  # before any work: a bad --logdir fails in one line, at once
     seed_everything(cfg.run.seed)  # the same initial weights on every process
     split = load_split(cfg.data)
+    if cfg.dissolve.method == "ddpm":
+        warning = check_ddpm_data(cfg.dissolve.checkpoint, cfg.data, split)
+        if warning and ctx.is_main:
+            print(warning, flush=True)
     trainer = Trainer(cfg, split, show_progress=show_progress, ctx=ctx, device=device)
     if cfg.run.resume_path:
         trainer.resume(cfg.run.resume_path)
     if ctx.is_main:
-        trainer.logdir.mkdir(parents=True, exist_ok=True)
         (trainer.logdir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     logger = RunLogger(trainer.logdir, enabled=ctx.is_main)
     if trainer.show_progress:

@@ -12,8 +12,8 @@ from typing import Callable
 
 import torch
 
+from common.shifts import apply_shift, shift_labels, stack_shifts
 from common.transforms import random_hflip
-from training.shifts import apply_shift, shift_labels, stack_shifts
 
 Dissolve = Callable[..., torch.Tensor]  # (x, generator=...) -> x, both (B, 3, H, W) in [0, 1]
 

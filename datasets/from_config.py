@@ -1,8 +1,10 @@
-"""DataConfig -> OneClassSplit (the only place the training side reads data flags)."""
+"""DataConfig -> OneClassSplit: the one place the data flags become ``load_one_class_split``'s
+values, shared by training and evaluation."""
 from __future__ import annotations
 
 from common.config import DataConfig
-from datasets import OneClassSplit, load_one_class_split
+from datasets.load import load_one_class_split
+from datasets.split import OneClassSplit
 
 
 def load_split(cfg: DataConfig) -> OneClassSplit:

@@ -8,11 +8,13 @@ evaluation time to build the test views (METHOD.md §4). In order:
 3. random resized crop, resampled back to (H, W).
 
 All random parameters of a call come from **one** ``torch.rand`` draw of shape
-(B, 10). With a ``generator`` the draw happens on the generator's device
-(a CPU generator's draw is then copied to the input's device, a few hundred
-bytes); without one it uses the global RNG of the input's device. So a seeded
-generator gives the same views on any device and never touches the global
-random state, which evaluation requires (upstream Q6).
+(B, 10). With a ``generator`` the draw happens on the generator's device (a CPU
+generator's draw is then copied to the input's device, a few hundred bytes);
+without one it uses the global RNG of the input's device. So a seeded generator
+gives the same views on any device and never touches the global random state,
+which evaluation requires (upstream Q6). Evaluation instead passes the (B, 10)
+draw as ``params``, drawn per image from that image's own generator, so a view
+does not depend on the rest of the batch (evals/features.py).
 
 Departures from upstream (§3.4 of upstream-behaviour.md), each harmless for
 grayscale medical images and documented here rather than flagged:
@@ -120,7 +122,7 @@ def _check_range(name: str, pair: tuple[float, float], low: float, high: float) 
 
 
 class SimCLRAugment(nn.Module):
-    """forward(x (B, 3, H, W) in [0, 1], generator=None) -> (B, 3, H, W) in [0, 1].
+    """forward(x (B, 3, H, W) in [0, 1], generator=None, params=None) -> (B, 3, H, W) in [0, 1].
 
     crop_scale is the area fraction range (``--resize_factor``, 1.0); give
     (s, s) for ``--resize_fix``. crop_ratio bounds w/h (drawn log-uniformly).
@@ -152,6 +154,15 @@ class SimCLRAugment(nn.Module):
         draw_device = generator.device if generator is not None else device
         return torch.rand(batch, N_PARAMS, generator=generator, device=draw_device).to(device)
 
+    @staticmethod
+    def _given(params: torch.Tensor, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        if generator is not None:
+            raise ValueError("SimCLRAugment: pass params or a generator, not both")
+        if tuple(params.shape) != (x.shape[0], N_PARAMS):
+            raise ValueError(f"SimCLRAugment params must be (B, {N_PARAMS}) = {(x.shape[0], N_PARAMS)}, "
+                             f"got {tuple(params.shape)}")
+        return params.to(x.device)
+
     def _jitter_factors(self, u: torch.Tensor) -> list[torch.Tensor]:
         """Columns 1–4 of the draw -> brightness, contrast, saturation factors and hue shift, each (B,)."""
         factors = []
@@ -161,8 +172,11 @@ class SimCLRAugment(nn.Module):
         hue = self.jitter[3]
         return factors + [(2.0 * u[:, 3] - 1.0) * hue]
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        u = self._draw(x.shape[0], x.device, generator)
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                params: torch.Tensor | None = None) -> torch.Tensor:
+        """params: (B, 10) uniforms in [0, 1), drawn beforehand (evaluation draws every image's own,
+        evals/features.py); None draws them here, from ``generator``."""
+        u = self._draw(x.shape[0], x.device, generator) if params is None else self._given(params, x, generator)
         per_sample = (-1, 1, 1, 1)
 
         jittered = color_jitter(x, *self._jitter_factors(u[:, 1:5]))
