@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from scipy.stats import rankdata
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for evals
+from evals.metrics import auroc_rows, paired_bootstrap  # noqa: E402
 
 # Published AUROCs (shared docs PAPER_RESULTS.md), keyed (table, dataset_c<class>, variant).
 # The paper's BreastMNIST runs train on class 0 (malignant as "normal", upstream quirk Q16).
@@ -170,7 +172,6 @@ def to_csv(rows: list[dict]) -> str:
 # -- paired statistics: a variant against its table's CSI run, on the same test images ----------------
 
 BASELINE = "CSI"
-_BOOT_CELLS = 4_000_000  # resampled scores ranked at once, to bound memory
 
 
 class PairingError(ValueError):
@@ -185,19 +186,6 @@ class ScoreFile:
     keys: tuple[str, ...]
     scores: np.ndarray  # (n,) float64, higher = more normal
     is_anomaly: np.ndarray  # (n,) int64, 1 = anomalous
-
-
-@dataclass(frozen=True)
-class PairedDiff:
-    """AUROC(variant) − AUROC(baseline) on the full test set, with its percentile bootstrap CI."""
-
-    diff: float
-    ci_low: float
-    ci_high: float
-
-    @property
-    def significant(self) -> bool:
-        return self.ci_low > 0 or self.ci_high < 0
 
 
 def read_scores(path: Path) -> ScoreFile:
@@ -223,48 +211,6 @@ def check_same_images(a: ScoreFile, b: ScoreFile) -> None:
         row = next((i for i, (ka, kb) in enumerate(zip(a.keys, b.keys)) if ka != kb), min(len(a.keys), len(b.keys)))
         raise PairingError(f"{a.path} and {b.path} do not list the same test images in the same order "
                            f"({len(a.keys)} vs {len(b.keys)} rows, first difference at row {row})")
-
-
-def auroc_rows(scores: np.ndarray, is_normal: np.ndarray) -> np.ndarray:
-    """Row-wise AUROC, normal images as positives: scores (R, n), is_normal (R, n) bool -> (R,).
-
-    Mann–Whitney U from average ranks, so ties count 1/2 as in sklearn's roc_auc_score."""
-    ranks = rankdata(scores, axis=1)
-    p = is_normal.sum(axis=1)
-    u = (ranks * is_normal).sum(axis=1) - p * (p + 1) / 2.0
-    return u / (p * (scores.shape[1] - p))
-
-
-def bootstrap_indices(is_anomaly: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_boot, n) int64: row r lists replicate r's images, drawn with replacement within each class
-    (normals first), so that every replicate keeps the test set's class balance, as evals.metrics does."""
-    normal, anomalous = np.flatnonzero(is_anomaly == 0), np.flatnonzero(is_anomaly == 1)
-    return np.concatenate([rng.choice(normal, size=(n_boot, normal.size)),
-                           rng.choice(anomalous, size=(n_boot, anomalous.size))], axis=1)
-
-
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, is_anomaly: np.ndarray, n_boot: int = 2000, seed: int = 0,
-                     alpha: float = 0.05) -> tuple[list[PairedDiff], PairedDiff]:
-    """AUROC(a) − AUROC(b) per seed and its mean over seeds, each with a paired bootstrap CI.
-
-    a, b: (S, n) scores of S seeds on the same n images. Each replicate resamples the images once,
-    with the same indices for both methods and for every seed, so the mean's CI accounts for the
-    test set being shared by all seeds."""
-    is_normal = is_anomaly == 0
-    if not 0 < is_normal.sum() < is_normal.size:
-        raise ValueError("a paired AUROC difference needs both normal and anomalous test images")
-    rng, block = np.random.default_rng(seed), max(1, _BOOT_CELLS // is_anomaly.size)
-    diffs = []  # (S, reps) per block
-    for start in range(0, n_boot, block):
-        idx = bootstrap_indices(is_anomaly, min(block, n_boot - start), rng)
-        normal_rows = is_normal[idx]
-        diffs.append(np.stack([auroc_rows(sa[idx], normal_rows) - auroc_rows(sb[idx], normal_rows)
-                               for sa, sb in zip(a, b)]))
-    boot = np.concatenate(diffs, axis=1)
-    full = auroc_rows(a, np.broadcast_to(is_normal, a.shape)) - auroc_rows(b, np.broadcast_to(is_normal, b.shape))
-    quantiles = [alpha / 2.0, 1.0 - alpha / 2.0]
-    per_seed = [PairedDiff(float(d), *map(float, np.quantile(r, quantiles))) for d, r in zip(full, boot)]
-    return per_seed, PairedDiff(float(full.mean()), *map(float, np.quantile(boot.mean(axis=0), quantiles)))
 
 
 def baseline_of(key: Key, runs: dict[Key, dict]) -> Key | None:

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from evals import metrics
+
 SPEC = importlib.util.spec_from_file_location(
     "aggregate_results", Path(__file__).resolve().parents[1] / "scripts" / "aggregate_results.py")
 aggregate = importlib.util.module_from_spec(SPEC)
@@ -109,31 +111,31 @@ def synthetic_scores(n_normal=30, n_anomalous=20, seeds=2, gap=0.5, seed=0):
 
 def test_rank_auroc_rows_match_sklearn_with_ties():
     y, s = synthetic_scores(seeds=5)
-    np.testing.assert_allclose(aggregate.auroc_rows(s, np.broadcast_to(y == 0, s.shape)),
+    np.testing.assert_allclose(metrics.auroc_rows(s, np.broadcast_to(y == 0, s.shape)),
                                [roc_auc_score(1 - y, row) for row in s], rtol=0, atol=1e-12)
 
 
 def test_paired_bootstrap_matches_a_slow_reference_loop():
     y, a = synthetic_scores(gap=0.8, seed=1)
     _, b = synthetic_scores(gap=0.3, seed=2)
-    per_seed, mean = aggregate.paired_bootstrap(a, b, y, n_boot=200, seed=7)
-    idx = aggregate.bootstrap_indices(y, 200, np.random.default_rng(7))  # the one block the fast path drew
+    per_seed, mean = metrics.paired_bootstrap(a, b, y, n_boot=200, seed=7)
+    idx = metrics.bootstrap_indices(y, 200, np.random.default_rng(7))  # the one block the fast path drew
     assert (np.sort(y[idx], axis=1) == np.sort(y)).all(), "every replicate keeps the class balance"
     ref_seeds, ref_mean = slow_paired_bootstrap(a, b, y, idx)
     for got, ref in zip(per_seed, ref_seeds):
         assert (got.diff, got.ci_low, got.ci_high) == pytest.approx(ref, abs=1e-12)
     assert (mean.diff, mean.ci_low, mean.ci_high) == pytest.approx(ref_mean, abs=1e-12)
-    again, _ = aggregate.paired_bootstrap(a, b, y, n_boot=200, seed=7)
+    again, _ = metrics.paired_bootstrap(a, b, y, n_boot=200, seed=7)
     assert again == per_seed  # seeded
 
 
 def test_a_clearly_better_method_is_significant_and_an_identical_one_is_not():
     y, weak = synthetic_scores(n_normal=60, n_anomalous=40, seeds=3, gap=0.2)
     strong = weak - 3.0 * y  # the same noise, anomalies pushed far below
-    per_seed, mean = aggregate.paired_bootstrap(strong, weak, y, n_boot=300)
+    per_seed, mean = metrics.paired_bootstrap(strong, weak, y, n_boot=300)
     assert all(d.significant and d.ci_low > 0 for d in per_seed) and mean.significant and mean.diff > 0.2
-    per_seed, mean = aggregate.paired_bootstrap(weak, weak.copy(), y, n_boot=300)
-    assert all(d == aggregate.PairedDiff(0.0, 0.0, 0.0) for d in [*per_seed, mean]) and not mean.significant
+    per_seed, mean = metrics.paired_bootstrap(weak, weak.copy(), y, n_boot=300)
+    assert all(d == metrics.PairedDiff(0.0, 0.0, 0.0) for d in [*per_seed, mean]) and not mean.significant
 
 
 def write_scored_run(root: Path, table: str, variant: str, seed: int, scores, y, beside: bool = True,
