@@ -17,6 +17,8 @@ from typing import Any, Iterator
 
 import torch
 
+from common.errors import UserError
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -63,3 +65,11 @@ def torch_save_atomic(obj: Any, path: str | os.PathLike) -> None:
 def json_dump_atomic(obj: Any, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def make_output_dir(path: Path, flag: str) -> None:
+    """Create the output folder ``path`` given with ``flag``, or fail in one line naming both."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{flag} {path}: cannot create this folder ({err.strerror or type(err).__name__})") from None

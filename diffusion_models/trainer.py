@@ -24,6 +24,7 @@ from torch.utils.tensorboard import SummaryWriter
 from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
+from common.atomic import make_output_dir
 from common.device import default_device
 from common.errors import UserError
 from common.seed import seed_everything
@@ -318,11 +319,7 @@ def run_training(cfg: DDPMTrainConfig, show_progress: bool = True) -> TrainResul
         cfg.dataset, cfg.one_class_idx, data.normal_classes, cfg.image_size)
     if not cfg.resume and (save_dir / "last").exists():
         raise UserError(f"--save_dir {save_dir} already holds a run; pass --resume or another --save_dir")
-    try:
-        save_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:  # before any training: a bad --save_dir fails in one line, at once
-        raise UserError(f"--save_dir {save_dir}: cannot create this folder ({err.strerror or type(err).__name__})") \
-            from None
+    make_output_dir(save_dir, "--save_dir")  # before any training: a bad folder fails in one line, at once
     trainer = DDPMTrainer(cfg, data, save_dir, show_progress=show_progress)
     if cfg.resume:
         if not (save_dir / "last").is_dir():

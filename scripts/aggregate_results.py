@@ -160,13 +160,16 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_csv(rows: list[dict]) -> str:
+def _csv(rows: list[dict], fieldnames: list[str]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["table", "dataset", "variant", "seeds", "auroc_mean", "auroc_std",
-                                             "val_auroc_mean", "paper"])
+    writer = csv.DictWriter(buf, fieldnames=fieldnames)
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
+
+
+def to_csv(rows: list[dict]) -> str:
+    return _csv(rows, ["table", "dataset", "variant", "seeds", "auroc_mean", "auroc_std", "val_auroc_mean", "paper"])
 
 
 # -- paired statistics: a variant against its table's CSI run, on the same test images ----------------
@@ -277,12 +280,8 @@ def paired_markdown(rows: list[dict], n_boot: int) -> str:
 
 
 def paired_csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["table", "dataset", "variant", "baseline", "seed", "auroc_diff",
-                                             "ci_low", "ci_high", "significant"])
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
+    return _csv(rows, ["table", "dataset", "variant", "baseline", "seed", "auroc_diff", "ci_low", "ci_high",
+                       "significant"])
 
 
 def main(argv=None) -> int:

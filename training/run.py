@@ -16,6 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from common.augment import SimCLRAugment
+from common.atomic import make_output_dir
 from common.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from common.config import TrainConfig
 from common.device import default_device
@@ -179,13 +180,6 @@ def log_view_grids(logger: RunLogger, views) -> None:
         logger.images(f"views/{names[branch]}", pick, 0)
 
 
-def make_logdir(logdir: Path) -> None:
-    try:
-        logdir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"--logdir {logdir}: cannot create this folder ({err.strerror or type(err).__name__})") from None
-
-
 def run_training(cfg: TrainConfig, *, show_progress: bool = True, stop_after_epoch: int | None = None) -> Path:
     """Train and return the log dir (holding last.pt, best.pt, metrics.jsonl, tb/).
 
@@ -193,7 +187,7 @@ def run_training(cfg: TrainConfig, *, show_progress: bool = True, stop_after_epo
     """
     ctx, device = init_distributed(cfg.run.dist_backend, cfg.run.device)
     if ctx.is_main:
-        make_logdir(Path(cfg.run.logdir))  # before any work: a bad --logdir fails in one line, at once
+        make_output_dir(Path(cfg.run.logdir), "--logdir")  # before any work: a bad --logdir fails in one line, at once
     seed_everything(cfg.run.seed)  # the same initial weights on every process
     split = load_split(cfg.data)
     if cfg.dissolve.method == "ddpm":
