@@ -12,29 +12,25 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import get_args
 
 from common.config import (AugmentConfig, DataConfig, DissolveConfig, EvalConfig, LossConfig, ModelConfig,
-                           OptimConfig, PredictConfig, RunConfig, ShiftConfig, ThresholdConfig, TrainConfig)
+                           OptimConfig, PredictConfig, RunConfig, ShiftConfig, ShiftKind, ThresholdConfig,
+                           TrainConfig)
 from common.errors import UserError
 
 # --mode -> whether the dissolved branch exists (METHOD §3).
 TRAIN_MODES = {"simclr_CSI": False, "simclr_DIA": True}
 
-# --shift_trans_type -> (dissolve method, shift kind). "identity" is upstream's
-# behaviour for simclr_DIA with a plain shift (the third branch is one more
-# flipped view, upstream-behaviour Q3); "resize" is the "resize only" column
-# of paper Table 8 (upstream's blurnone).
+# --shift_trans_type -> (dissolve method, shift kind), spelled <dissolver prefix>_<shift>; the prefix names a
+# DissolveMethod. "identity" (no prefix) is upstream's behaviour for simclr_DIA with a plain shift (the third
+# branch is one more flipped view, upstream-behaviour Q3); "resize" is the "resize only" column of paper
+# Table 8 (upstream's blurnone); "noise" is additive Gaussian noise (the reviewers' question).
+DISSOLVER_PREFIXES = {"": "identity", "diffusion": "ddpm", "blurgaussian": "gaussian", "blurmedian": "median",
+                      "blurnone": "resize", "noise": "noise"}
 SHIFT_TRANS_TYPES = {
-    "rotation": ("identity", "rotation"),
-    "cutperm": ("identity", "cutperm"),
-    "diffusion_rotation": ("ddpm", "rotation"),
-    "diffusion_cutperm": ("ddpm", "cutperm"),
-    "blurgaussian_rotation": ("gaussian", "rotation"),
-    "blurgaussian_cutperm": ("gaussian", "cutperm"),
-    "blurmedian_rotation": ("median", "rotation"),
-    "blurmedian_cutperm": ("median", "cutperm"),
-    "blurnone_rotation": ("resize", "rotation"),
-    "blurnone_cutperm": ("resize", "cutperm"),
+    **{f"{prefix}_{shift}" if prefix else shift: (method, shift)
+       for prefix, method in DISSOLVER_PREFIXES.items() for shift in get_args(ShiftKind)},
     # upstream spellings, which mean rotation
     "blurgaussian": ("gaussian", "rotation"),
     "blurmedian": ("median", "rotation"),
@@ -98,6 +94,8 @@ def build_train_parser() -> argparse.ArgumentParser:
     p.add_argument("--diffusion_input_range", choices=["normalized", "upstream"], default="normalized",
                    help="upstream feeds [0,1] images to the [-1,1] DDPM (quirk Q1)")
     p.add_argument("--kernel_size", type=int, default=7, help="blur kernel for blurgaussian/blurmedian")
+    p.add_argument("--noise_std", type=float, default=0.1,
+                   help="noise_*: std of the additive Gaussian noise, in [0, 1] pixel units")
     p.add_argument("--contamination_ratio", type=float, default=0.0)
     p.add_argument("--loss_mode", default="naive", choices=["naive", "shifted_removed"],
                    help="naive: the paper's DIA-(a) (main Table 1); shifted_removed: DIA-(b), the ablation")
@@ -113,6 +111,8 @@ def build_train_parser() -> argparse.ArgumentParser:
     p.add_argument("--save_step", type=int, default=1, help="save `last` and validate every N epochs")
     p.add_argument("--val_every", type=int, default=None, help="validate every N epochs (default: --save_step)")
     p.add_argument("--val_samples", type=int, default=2, help="test-time samples for in-training validation")
+    p.add_argument("--keep_checkpoints", action="store_true",
+                   help="also keep checkpoints/epochNNNN.pt at every validation (for the upstream-protocol figure)")
     p.add_argument("--suffix", default=None, help="appended to the automatic log-dir name")
     p.add_argument("--logdir", default=None, help="default logs/<auto name>")
     p.add_argument("--resume_path", default=None, help="log dir (or last.pt) to resume from")
@@ -175,12 +175,13 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     dissolve = DissolveConfig(
         method=method, checkpoint=args.diffusion_model_path, resolution=args.diff_resolution,
         t_min=t_min, t_max=t_max, per_sample_t=args.diffusion_t_granularity == "sample",
-        weights=args.diffusion_weights, input_range=args.diffusion_input_range, kernel_size=args.kernel_size)
+        weights=args.diffusion_weights, input_range=args.diffusion_input_range, kernel_size=args.kernel_size,
+        noise_std=args.noise_std)
     logdir = args.logdir or resume_logdir(args.resume_path) or auto_logdir(args)
     run = RunConfig(logdir=logdir, seed=args.seed, save_step=args.save_step,
                     val_every=args.val_every, val_samples=args.val_samples, amp=args.amp, device=args.device,
                     resume_path=args.resume_path, channels_last=args.channels_last, compile=args.compile,
-                    sync_bn=args.sync_bn, dist_backend=args.dist_backend)
+                    sync_bn=args.sync_bn, dist_backend=args.dist_backend, keep_checkpoints=args.keep_checkpoints)
     return TrainConfig(
         data=_data_config(args, args.contamination_ratio), run=run, dissolve=dissolve,
         shift=ShiftConfig(kind=shift_kind), model=ModelConfig(backbone=args.model, width=args.width),

@@ -13,7 +13,8 @@ from typing import Any, Literal, get_args
 
 from common.errors import UserError
 
-DissolveMethod = Literal["none", "identity", "resize", "ddpm", "gaussian", "median"]
+# The one list of dissolver names: training.dissolvers.DISSOLVERS and the CLI table are checked against it.
+DissolveMethod = Literal["none", "identity", "resize", "ddpm", "gaussian", "median", "noise"]
 ShiftKind = Literal["rotation", "cutperm"]
 LossMode = Literal["shifted_removed", "naive"]
 OptimizerKind = Literal["sgd", "lars"]
@@ -67,9 +68,12 @@ class DissolveConfig:
     weights: Weights = "auto"
     input_range: InputRange = "normalized"
     kernel_size: int = 7
+    noise_std: float = 0.1
 
     def __post_init__(self) -> None:
         _check_choice(self.method, DissolveMethod, "--shift_trans_type")
+        if not 0.0 <= self.noise_std <= 1.0:
+            raise UserError(f"--noise_std must be in [0, 1] (pixel units), got {self.noise_std}")
         _check_choice(self.weights, Weights, "--diffusion_weights")
         _check_choice(self.input_range, InputRange, "--diffusion_input_range")
         if self.method == "ddpm" and not self.checkpoint:
@@ -163,6 +167,7 @@ class RunConfig:
     compile: bool = False
     sync_bn: bool = False
     dist_backend: str | None = None
+    keep_checkpoints: bool = False
 
     def __post_init__(self) -> None:
         _check_positive(self.save_step, "--save_step")

@@ -216,3 +216,47 @@ def test_blur_refuses_unknown_kind_and_even_kernel():
         BlurDissolver("box", 3, 28)
     with pytest.raises(UserError, match="--kernel_size"):
         BlurDissolver("median", 4, 28)
+
+
+# -- additive-noise dissolver (issue 13 §3) and the one list of dissolver names ----------------------------
+def test_noise_dissolver_adds_seeded_noise_of_the_given_std_at_the_dissolving_resolution():
+    from diffusion_models.noise import NoiseDissolver
+    x = torch.full((64, 3, 28, 28), 0.5)
+    noisy = NoiseDissolver(0.1, image_size=28, resolution=32)
+    out = noisy(x, generator=torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and 0 <= out.min() and out.max() <= 1
+    assert (out - x).std().item() == pytest.approx(0.1, rel=0.05)  # 0.5 ± 0.1 is never clamped
+    again = noisy(x, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    assert not torch.equal(out, noisy(x, generator=torch.Generator().manual_seed(1)))
+    # 64 px images are noised at 32 px and resized back up: neighbouring pixels share their noise
+    big = NoiseDissolver(0.1, image_size=64, resolution=32)(torch.full((4, 3, 64, 64), 0.5),
+                                                            generator=torch.Generator().manual_seed(0))
+    assert (big[..., ::2] - big[..., 1::2]).abs().mean() < (big - 0.5).abs().mean()
+    assert torch.equal(NoiseDissolver(0.0, image_size=28)(x), x)
+    with pytest.raises(UserError, match="--noise_std"):
+        NoiseDissolver(1.5, image_size=28)
+
+
+def test_dissolver_names_live_in_one_list():
+    from typing import get_args
+
+    from common.cli import SHIFT_TRANS_TYPES
+    from common.config import DissolveMethod
+    from training.dissolvers import DISSOLVERS
+    assert set(DISSOLVERS) == set(get_args(DissolveMethod))
+    cli_methods = {method for method, _ in SHIFT_TRANS_TYPES.values()}
+    assert cli_methods <= set(get_args(DissolveMethod))
+    assert set(get_args(DissolveMethod)) - cli_methods == {"none"}  # "none" is --mode simclr_CSI
+
+
+def test_noise_shift_trans_type_builds_a_noise_dissolver_and_checks_its_std():
+    from common.cli import build_train_parser, train_config_from_args
+    from training.dissolvers import build_dissolver
+    argv = ["--dataset", "breastmnist", "--mode", "simclr_DIA", "--shift_trans_type", "noise_cutperm",
+            "--noise_std", "0.2", "--logdir", "unused"]
+    cfg = train_config_from_args(build_train_parser().parse_args(argv))
+    assert (cfg.dissolve.method, cfg.shift.kind, cfg.dissolve.noise_std) == ("noise", "cutperm", 0.2)
+    assert build_dissolver(cfg.dissolve, image_size=28, device=torch.device("cpu")).std == 0.2
+    with pytest.raises(UserError, match="--noise_std"):
+        train_config_from_args(build_train_parser().parse_args(argv[:-4] + ["--noise_std", "-0.1"] + argv[-2:]))

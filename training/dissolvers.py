@@ -17,6 +17,7 @@ from datasets import OneClassSplit, get_spec
 from diffusion_models.blur import BlurDissolver
 from diffusion_models.checkpoint import DDPMMeta, load_meta, resolve_checkpoint
 from diffusion_models.dissolver import Dissolver
+from diffusion_models.noise import NoiseDissolver
 
 BLUR_RESOLUTION = 32  # the blurs' default --diff_resolution (paper Table 9: 32 is best)
 
@@ -45,6 +46,12 @@ def _resize_only(cfg: DissolveConfig, image_size: int, device: torch.device) -> 
                          resolution=cfg.resolution or BLUR_RESOLUTION).to(device)
 
 
+def _noise(cfg: DissolveConfig, image_size: int, device: torch.device) -> Callable:
+    return NoiseDissolver(cfg.noise_std, image_size=image_size,
+                          resolution=cfg.resolution or BLUR_RESOLUTION).to(device)
+
+
+# Keys are exactly common.config.DissolveMethod (tests/test_cli.py checks it).
 DISSOLVERS: dict[str, Callable[[DissolveConfig, int, torch.device], Callable | None]] = {
     "none": lambda cfg, image_size, device: None,
     "identity": lambda cfg, image_size, device: _identity,
@@ -52,6 +59,7 @@ DISSOLVERS: dict[str, Callable[[DissolveConfig, int, torch.device], Callable | N
     "ddpm": _ddpm,
     "gaussian": _blur("gaussian"),
     "median": _blur("median"),
+    "noise": _noise,
 }
 
 
