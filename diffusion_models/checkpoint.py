@@ -78,6 +78,8 @@ class DDPMMeta:
     best_step: int
     best_val_loss: float
     config: dict = field(default_factory=dict)
+    # diagnostic.ChangeTable at this step: mean |x − x̂₀| on normal/anomalous validation images (older: {})
+    dissolve_change: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:

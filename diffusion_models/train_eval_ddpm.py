@@ -20,6 +20,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
         sys.path.insert(0, _ROOT)
 
 from common.errors import UserError, exit_on_user_error  # noqa: E402
+from diffusion_models.diagnostic import format_change  # noqa: E402
 from diffusion_models.trainer import DDPMTrainConfig, TrainResult, run_training  # noqa: E402
 from diffusion_models.visualize import DDPMEvalConfig, EvalResult, run_eval  # noqa: E402
 
@@ -106,6 +107,9 @@ def report_eval(r: EvalResult) -> None:
     for weights, losses in r.losses.items():
         cells = ", ".join(f"{kind} {'n/a' if v is None else f'{v:.4f}'}" for kind, v in losses.items())
         print(f"val eps-L1 at t in [30,100), {weights} weights: {cells}")
+    print("mean |x - x0_hat| on validation images, normal/anomalous (ratio):")
+    for line in format_change(r.change):
+        print(f"  {line}")
     print(f"preferred weights: {r.preferred}; wrote {len(r.files)} files to {r.out_dir}")
 
 

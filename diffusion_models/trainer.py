@@ -30,6 +30,7 @@ from common.errors import UserError
 from common.seed import seed_everything
 from common.transforms import random_hflip
 from diffusion_models.checkpoint import DDPMMeta, ValLosses, load_ddpm, load_trainer_state, save_ddpm
+from diffusion_models.diagnostic import ChangeTable, dissolve_change, flat_scalars
 from diffusion_models.resample import Resampler
 from diffusion_models.unet import (DISSOLVE_T, GROUPS, NUM_TRAIN_TIMESTEPS, build_scheduler, build_unet,
                                    count_parameters, eps_l1, make_probe, probe_loss)
@@ -252,26 +253,30 @@ class DDPMTrainer:
     def _checkpoint(self, writer: SummaryWriter) -> ValLosses:
         """Validate; save ``best/`` on improvement and ``last/`` when due (each with its own val)."""
         val = self.validate()
-        for name, value in asdict(val).items():
-            writer.add_scalar(f"val/{name}", value, self.step)
+        change = dissolve_change({"raw": self.unet, "ema": self.ema_unet()}, self.alphas_cumprod,
+                                 self.data.val_normal, self.data.val_anomalous)
+        for name, value in {**{f"val/{k}": v for k, v in asdict(val).items()}, **flat_scalars(change)}.items():
+            writer.add_scalar(name, value, self.step)
         if val.score < self.best_loss:
             self.best_step, self.best_loss = self.step, val.score
-            save_ddpm(self.save_dir / "best", self.unet, self.ema_unet(), self.scheduler, self._meta(val))
+            save_ddpm(self.save_dir / "best", self.unet, self.ema_unet(), self.scheduler, self._meta(val, change))
         if self._due(self.cfg.save_every):
-            save_ddpm(self.save_dir / "last", self.unet, self.ema_unet(), self.scheduler, self._meta(val),
+            save_ddpm(self.save_dir / "last", self.unet, self.ema_unet(), self.scheduler, self._meta(val, change),
                       trainer_state=self._state())
         writer.add_scalar("val/best", self.best_loss, self.step)
         with open(self.save_dir / "metrics.jsonl", "a") as log:  # the validation curve, plain text
-            log.write(json.dumps({"step": self.step, **asdict(val), "best_step": self.best_step}) + "\n")
+            log.write(json.dumps({"step": self.step, **asdict(val), "best_step": self.best_step,
+                                  "dissolve_change": change}) + "\n")
         return val
 
-    def _meta(self, val: ValLosses) -> DDPMMeta:
+    def _meta(self, val: ValLosses, change: ChangeTable) -> DDPMMeta:
         d = self.data
         return DDPMMeta(dataset=self.cfg.dataset, one_class_idx=self.cfg.one_class_idx,
                         normal_classes=d.normal_classes, data_root=_resolved(self.cfg.data_root),
                         split_seed=self.cfg.split_seed, resolution=self.cfg.image_size, channels=d.channels,
                         source_image_size=d.source_image_size, step=self.step, n_params=count_parameters(self.unet),
-                        val=val, best_step=self.best_step, best_val_loss=self.best_loss, config=asdict(self.cfg))
+                        val=val, best_step=self.best_step, best_val_loss=self.best_loss, config=asdict(self.cfg),
+                        dissolve_change=change)
 
     def _state(self) -> dict:
         return {"step": self.step, "optimizer": self.optimizer.state_dict(), "ema_calls": self.ema.optimization_step,

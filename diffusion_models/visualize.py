@@ -8,7 +8,10 @@ Writes into ``<checkpoint>/eval/`` (or ``out_dir``):
   see directly;
 - ``samples_<weights>.png``: ancestral DDPM samples from pure noise;
 - ``val_losses.json``: mean ε-L1 at t ∈ [30, 100) on normal and anomalous
-  validation images, for both weights.
+  validation images, for both weights, and the dissolver diagnostic: mean
+  |x − x̂₀| on normal and anomalous validation images at t ∈ {30, 50, 99} and
+  their ratio (:mod:`diffusion_models.diagnostic`);
+- ``dissolve_change.png``: that change against t, normal vs anomalous.
 All images are shown at the DDPM resolution, i.e. as the DDPM sees them.
 """
 from __future__ import annotations
@@ -26,6 +29,7 @@ from common.atomic import atomic_path, json_dump_atomic
 from common.device import default_device
 from common.errors import UserError
 from diffusion_models.checkpoint import DDPMCheckpoint, load_ddpm
+from diffusion_models.diagnostic import PLOT_T, REPORT_T, ChangeTable, dissolve_change, plot_change
 from diffusion_models.dissolver import Dissolver
 from diffusion_models.trainer import DDPMData, load_ddpm_data
 from diffusion_models.unet import DISSOLVE_T, make_probe, probe_loss
@@ -62,6 +66,7 @@ class EvalResult:
     files: tuple[Path, ...]
     losses: dict[str, dict[str, float | None]]
     preferred: str
+    change: ChangeTable  # mean |x − x̂₀| at REPORT_T, normal vs anomalous validation images
 
 
 @torch.no_grad()
@@ -164,8 +169,16 @@ def run_eval(cfg: DDPMEvalConfig) -> EvalResult:
     with atomic_path(files[-1]) as tmp:
         save_image(samples, tmp, format="png", nrow=math.ceil(math.sqrt(cfg.num_samples)), padding=1)
     losses = _val_losses(ckpt, data, cfg)
+    nets = {"raw": ckpt.unet, "ema": ckpt.unet_ema}
+    change = dissolve_change(nets, ckpt.alphas_cumprod, data.val_normal, data.val_anomalous, REPORT_T)
+    files.append(out / "dissolve_change.png")
+    plot_change(dissolve_change(nets, ckpt.alphas_cumprod, data.val_normal, data.val_anomalous, PLOT_T),
+                files[-1], f"dissolving change, validation images — {meta.dataset} step {meta.step}")
     files.append(out / "val_losses.json")
     json_dump_atomic({"checkpoint": str(ckpt.path), "step": meta.step, "t_range": list(DISSOLVE_T),
-                      "t_range_note": "half-open, t uniform", "preferred": preferred, "losses": losses},
+                      "t_range_note": "half-open, t uniform", "preferred": preferred, "losses": losses,
+                      "dissolve_change": change,
+                      "dissolve_change_note": "mean |x - x0_hat| in [0, 1] pixel units at the DDPM resolution; "
+                                              "ratio = anomalous / normal"},
                      files[-1])
-    return EvalResult(out, tuple(files), losses, preferred)
+    return EvalResult(out, tuple(files), losses, preferred, change)

@@ -1,6 +1,7 @@
 """DDPM training, checkpoints and the train_eval_ddpm.py CLI, on tiny UNets and tiny data."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -225,6 +226,12 @@ def test_cli_trains_from_root_and_evaluates_from_inside_the_package(tmp_path):
     pngs = [out / "dissolve_raw.png", out / "dissolve_ema.png", *out.glob("samples_*.png")]
     assert len(pngs) == 3 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     assert "normal" in evaluated.stdout and "anomalous" in evaluated.stdout
+    # the dissolver diagnostic: printed, in val_losses.json, plotted, and in the checkpoint's ddpm.json
+    assert "mean |x - x0_hat|" in evaluated.stdout and "t=50" in evaluated.stdout
+    report = json.loads((out / "val_losses.json").read_text())["dissolve_change"]
+    assert set(report) == {"raw", "ema"} and set(report["raw"]) == {"30", "50", "99"}
+    assert (out / "dissolve_change.png").read_bytes()[:4] == b"\x89PNG"
+    assert set(load_ddpm(run).meta.dissolve_change["raw"]) == {"30", "50", "99"}
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
@@ -262,3 +269,34 @@ def test_a_diff_resolution_other_than_the_ddpms_is_refused_naming_both(tmp_path)
     assert "\n" not in str(err.value)
     for resolution in (None, 32):  # omitted, or the DDPM's own
         assert Dissolver.from_checkpoint(tmp_path / "ckpt", image_size=28, resolution=resolution).resampler.resolution == 32
+
+
+# -- the dissolver diagnostic (issue 13 §1) ---------------------------------------------------------------
+def test_dissolve_change_matches_a_per_image_reference_and_leaves_the_training_unet_alone():
+    from diffusion_models.diagnostic import dissolve_change
+    torch.manual_seed(0)
+    unet = build_unet(8, (1, 2), 16, 3).train()
+    alphas = build_scheduler().alphas_cumprod.float()
+    normal, anomalous = smooth_images(5, 16, 1), smooth_images(3, 16, 2)
+    table = dissolve_change({"raw": unet}, alphas, normal, anomalous, ts=(30, 99))
+    assert unet.training and all(p.requires_grad for p in unet.parameters())
+    reference_net = Dissolver(build_unet(8, (1, 2), 16, 3), alphas, 16, 16)
+    reference_net.unet.load_state_dict(unet.state_dict())
+    for t in (30, 99):
+        for kind, images in (("normal", normal), ("anomalous", anomalous)):
+            per_image = [(reference_net(x[None], t=t) - x[None]).abs().mean().item() for x in images]
+            assert table["raw"][str(t)][kind] == pytest.approx(sum(per_image) / len(per_image), rel=1e-5)
+        row = table["raw"][str(t)]
+        assert row["ratio"] == pytest.approx(row["anomalous"] / row["normal"])
+    assert table["raw"]["99"]["normal"] > table["raw"]["30"]["normal"]  # a larger t removes more
+    empty = dissolve_change({"raw": unet}, alphas, normal, anomalous[:0], ts=(50,))
+    assert empty["raw"]["50"]["anomalous"] is None and empty["raw"]["50"]["ratio"] is None
+
+
+def test_training_logs_the_dissolve_change_at_each_validation(tmp_path):
+    cfg = tiny_config(train_steps=4, val_every=2, save_every=4)
+    DDPMTrainer(cfg, tiny_data(), tmp_path, show_progress=False).fit()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4]
+    assert all(set(r["dissolve_change"]) == {"raw", "ema"} for r in records)
+    assert load_ddpm(tmp_path / "last").meta.dissolve_change == records[-1]["dissolve_change"]
