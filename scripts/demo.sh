@@ -28,7 +28,7 @@ CLS=1
 if [ -z "${PRESET:-}" ]; then
   PRESET=$("$PY" -c "import torch; print('paper' if torch.cuda.is_available() else 'quick')")
 fi
-# Quick preset: chosen on BreastMNIST validation AUROC (see README "How the quick preset was chosen").
+# Quick preset: chosen on BreastMNIST validation AUROC (see docs/results.md "How the quick preset was chosen").
 case "$PRESET" in
   quick) DDPM=(--dim 8 --dim_mults 1,2,2 --train_steps 600 --batch_size 16 --grad_accum 1 --val_every 200)
          DIA=(--width 16 --epochs 15 --warmup 2 --save_step 3 --val_samples 2) ;;

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Issue 13 §3: why does DIA not clearly beat CSI? Candidates measured on VALIDATION only (no test evaluation),
+# BreastMNIST class 0 (the paper's setting), quick preset (width 16, B = 32), EPOCHS (default 40) epochs with
+# the upstream schedule (10 warm-up epochs), validation every 5 epochs with 2 samples.
+#   usage: scripts/why_dia_cpu.sh DDPM_DIR JOBS...        JOBS are VARIANT:SEED, e.g. DIA:0 noise_0.05:1
+#   variants: CSI, DIA (defaults), DIA_range_upstream (--diffusion_input_range upstream: about twice the change
+#   in pixel units), DIA_t100_299 (stronger dissolving), DIA_lr0.01 (--lr_init 0.01), noise_0.05 (additive noise,
+#   the reviewers' question), median_k3 (median blur, kernel 3), gaussian_k7.
+# Writes $RESULTS/why/breastmnist_c<CLASS>/<variant>/seed<k>/ (a finished run holds DONE); then prints the table.
+source "$(dirname "$0")/lib_repro.sh"
+CKPT="${1:?usage: scripts/why_dia_cpu.sh DDPM_DIR JOBS...}"; shift
+CLS="${CLASS:-0}"; EPOCHS="${EPOCHS:-40}"
+preset quick
+declare -A VARIANTS=(
+  [CSI]="--mode simclr_CSI --shift_trans_type rotation"
+  [DIA]="--shift_trans_type diffusion_rotation"
+  [DIA_range_upstream]="--shift_trans_type diffusion_rotation --diffusion_input_range upstream"
+  [DIA_t100_299]="--shift_trans_type diffusion_rotation --diffusion_offset 1.0 --diffusion_upper_offset 3.0"
+  [DIA_lr0.01]="--shift_trans_type diffusion_rotation --lr_init 0.01"
+  [noise_0.05]="--shift_trans_type noise_rotation --noise_std 0.05"
+  [median_k3]="--shift_trans_type blurmedian_rotation --kernel_size 3"
+  [gaussian_k7]="--shift_trans_type blurgaussian_rotation --kernel_size 7"
+)
+OUT="$RESULTS/why/breastmnist_c$CLS"
+for job in "$@"; do
+  variant="${job%%:*}"; seed="${job##*:}"
+  [ -n "${VARIANTS[$variant]+x}" ] || { echo "error: unknown variant '$variant' in job '$job'" >&2; exit 2; }
+  dir="$OUT/$variant/seed$seed"
+  [ -f "$dir/DONE" ] && continue
+  resume=(); [ -f "$dir/last.pt" ] && resume=(--resume_path "$dir")
+  # shellcheck disable=SC2086  # the variant's flags split into words on purpose
+  "$PY" "$REPO/train.py" --dataset breastmnist --data_root "$(data_root breastmnist)" --one_class_idx "$CLS" \
+    --model resnet18 --seed "$seed" "${TRAIN_FLAGS[@]}" --epochs "$EPOCHS" --warmup 10 --save_step 5 \
+    --mode simclr_DIA --diffusion_model_path "$CKPT" ${VARIANTS[$variant]} "${resume[@]}" --logdir "$dir"
+  touch "$dir/DONE"
+done
+"$PY" - "$OUT" "$REPO/scripts" <<'PY'
+import statistics, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from aggregate_results import val_aurocs
+root = Path(sys.argv[1])
+print("| variant | seeds | best val AUROC per seed | best val AUROC (mean) | final val AUROC (mean) |")
+print("|---|---|---|---|---|")
+for variant in sorted(p.name for p in root.iterdir() if p.is_dir()):
+    runs = [vals for log in sorted(root.glob(f"{variant}/seed*/metrics.jsonl"))
+            if (log.parent / "DONE").exists() and (vals := val_aurocs(log))]
+    if runs:
+        print(f"| {variant} | {len(runs)} | {' / '.join(f'{max(v):.3f}' for v in runs)} | "
+              f"{statistics.fmean(max(v) for v in runs):.3f} | {statistics.fmean(v[-1] for v in runs):.3f} |")
+PY
