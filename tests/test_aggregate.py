@@ -49,6 +49,9 @@ def test_other_class_gets_the_paper_figure_with_its_class_and_the_run_cache_is_n
     rows = aggregate.collect(tmp_path)
     assert [(r["table"], r["paper"]) for r in rows] == [("batch", "0.564 (c0)")]
     assert aggregate.paper_figure("batch", "kvasir_c3", "nothing") is None
+    # the CPU reruns of Table 1 carry Table 1's figures
+    assert aggregate.paper_figure("paper_cpu", "breastmnist_c0", "DIA") == "0.750"
+    assert aggregate.paper_figure("paper_cpu", "breastmnist_c1", "CSI") == "0.546 (c0)"
 
 
 def test_rows_sort_numbers_by_value(tmp_path):
