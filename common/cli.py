@@ -96,6 +96,12 @@ def build_train_parser() -> argparse.ArgumentParser:
     p.add_argument("--kernel_size", type=int, default=7, help="blur kernel for blurgaussian/blurmedian")
     p.add_argument("--noise_std", type=float, default=0.1,
                    help="noise_*: std of the additive Gaussian noise, in [0, 1] pixel units")
+    p.add_argument("--dissolve_dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="DDPM dissolver: UNet forward under bf16/fp16 autocast (GPU fast path; x0 stays fp32)")
+    p.add_argument("--dissolve_graphs", action="store_true",
+                   help="DDPM dissolver: capture the UNet with CUDA graphs (torch.compile reduce-overhead); CUDA only")
+    p.add_argument("--dissolve_cache", action="store_true",
+                   help="DDPM dissolver: precompute every (image, flip, t) once and look it up (small data sets)")
     p.add_argument("--contamination_ratio", type=float, default=0.0)
     p.add_argument("--loss_mode", default="naive", choices=["naive", "shifted_removed"],
                    help="naive: the paper's DIA-(a) (main Table 1); shifted_removed: DIA-(b), the ablation")
@@ -176,7 +182,8 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         method=method, checkpoint=args.diffusion_model_path, resolution=args.diff_resolution,
         t_min=t_min, t_max=t_max, per_sample_t=args.diffusion_t_granularity == "sample",
         weights=args.diffusion_weights, input_range=args.diffusion_input_range, kernel_size=args.kernel_size,
-        noise_std=args.noise_std)
+        noise_std=args.noise_std, unet_dtype=args.dissolve_dtype, graphs=args.dissolve_graphs,
+        cache=args.dissolve_cache)
     logdir = args.logdir or resume_logdir(args.resume_path) or auto_logdir(args)
     run = RunConfig(logdir=logdir, seed=args.seed, save_step=args.save_step,
                     val_every=args.val_every, val_samples=args.val_samples, amp=args.amp, device=args.device,

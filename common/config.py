@@ -21,6 +21,7 @@ OptimizerKind = Literal["sgd", "lars"]
 ScoreKind = Literal["CSI", "simclr", "shift"]
 Weights = Literal["auto", "ema", "raw"]
 InputRange = Literal["normalized", "upstream"]
+UnetDtype = Literal["fp32", "bf16", "fp16"]
 ThresholdRule = Literal["recall", "f1"]
 
 
@@ -69,9 +70,16 @@ class DissolveConfig:
     input_range: InputRange = "normalized"
     kernel_size: int = 7
     noise_std: float = 0.1
+    unet_dtype: UnetDtype = "fp32"  # the DDPM UNet forward under bf16/fp16 autocast (GPU fast path)
+    graphs: bool = False  # capture the UNet with CUDA graphs (torch.compile reduce-overhead); CUDA only
+    cache: bool = False  # precompute every (image, flip, t) once (diffusion_models/dissolve_cache.py)
 
     def __post_init__(self) -> None:
         _check_choice(self.method, DissolveMethod, "--shift_trans_type")
+        _check_choice(self.unet_dtype, UnetDtype, "--dissolve_dtype")
+        if (self.cache or self.graphs or self.unet_dtype != "fp32") and self.method != "ddpm":
+            raise UserError("--dissolve_cache, --dissolve_graphs and --dissolve_dtype apply to the DDPM "
+                            "dissolver only: they need a diffusion_* --shift_trans_type")
         if not 0.0 <= self.noise_std <= 1.0:
             raise UserError(f"--noise_std must be in [0, 1] (pixel units), got {self.noise_std}")
         _check_choice(self.weights, Weights, "--diffusion_weights")

@@ -10,6 +10,7 @@ mild, model-driven removal of the fine detail the DDPM considers noise.
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -21,6 +22,11 @@ from diffusion_models.checkpoint import load_ddpm
 from diffusion_models.resample import Resampler, resample_mode
 
 InputRange = Literal["normalized", "upstream"]
+UnetDtype = Literal["fp32", "bf16", "fp16"]
+
+# --dissolve_dtype -> the autocast dtype of the UNet forward (None: plain fp32). The ε estimate is
+# returned in fp32 and x̂₀ is formed in fp32, so only the network's own rounding changes.
+UNET_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
@@ -60,12 +66,16 @@ class Dissolver(nn.Module):
 
     def __init__(self, unet: nn.Module, alphas_cumprod: torch.Tensor, image_size: int, resolution: int,
                  t_range: tuple[int, int] = (30, 99), per_sample_t: bool = True,
-                 input_range: InputRange = "normalized"):
+                 input_range: InputRange = "normalized", unet_dtype: UnetDtype = "fp32", graphs: bool = False):
         super().__init__()
         if not 0 <= t_range[0] <= t_range[1] < len(alphas_cumprod):
             raise UserError(f"dissolve t_range {t_range} must satisfy 0 <= t_min <= t_max < {len(alphas_cumprod)}")
         if input_range not in INPUT_RANGES:
             raise UserError(f"input_range must be one of {', '.join(INPUT_RANGES)}; got {input_range!r}")
+        if unet_dtype not in UNET_DTYPES:
+            raise UserError(f"--dissolve_dtype must be one of {', '.join(UNET_DTYPES)}; got {unet_dtype!r}")
+        self.unet_dtype, self.graphs = unet_dtype, graphs
+        self.__dict__["_captured"] = None  # the compiled UNet (CUDA only); kept out of the module tree
         self.unet = unet.eval().requires_grad_(False)
         self.register_buffer("alphas_cumprod", alphas_cumprod.float().clone(), persistent=False)
         self.resampler = Resampler(image_size, resolution)
@@ -80,7 +90,8 @@ class Dissolver(nn.Module):
                         t_range: tuple[int, int] = (30, 99), per_sample_t: bool = True,
                         input_range: InputRange = "normalized", channels: int = 3,
                         resolution: int | None = None,
-                        device: torch.device | str | None = None) -> "Dissolver":
+                        device: torch.device | str | None = None, unet_dtype: UnetDtype = "fp32",
+                        graphs: bool = False) -> "Dissolver":
         """Load a DDPM folder (run folder → ``best/``); ``"auto"`` = the weights that validated better.
 
         ``resolution`` (``--diff_resolution``), when given, must be the DDPM's own: it dissolves at that size.
@@ -98,7 +109,8 @@ class Dissolver(nn.Module):
             raise UserError(f"DDPM checkpoint {ckpt.path} (resolution {meta.resolution}) cannot serve "
                             f"{image_size}-px images: {err}") from None
         dissolver = cls(ckpt.weights(weights), ckpt.alphas_cumprod, image_size, meta.resolution,
-                        t_range=t_range, per_sample_t=per_sample_t, input_range=input_range)
+                        t_range=t_range, per_sample_t=per_sample_t, input_range=input_range,
+                        unet_dtype=unet_dtype, graphs=graphs)
         return dissolver.to(device or "cpu")
 
     def train(self, mode: bool = True) -> "Dissolver":
@@ -114,9 +126,31 @@ class Dissolver(nn.Module):
         self._check_device(x)
         t = self._timesteps(x, t, generator)
         z = self._to_model(self.resampler.down(x))
-        eps = self.unet(z, t).sample
+        eps = self.predict_eps(z, t)
         x0 = predict_x0(z, eps, self.alphas_cumprod[t].view(-1, 1, 1, 1)).clamp(-1, 1)
         return self.resampler.up(self._from_model(x0))
+
+    def predict_eps(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """ε_θ(z, t) in fp32; z: (B, C, R, R) in the model's range, t: (B,) int64.
+
+        ``unet_dtype`` bf16/fp16 runs the network under autocast (normalisations stay fp32).
+        ``graphs`` captures it with ``torch.compile(mode="reduce-overhead")`` (CUDA graphs): at
+        32 px the UNet is launch-bound. Both are for CUDA; graphs is a no-op on CPU.
+        """
+        dtype = UNET_DTYPES[self.unet_dtype]
+        with torch.autocast(z.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext():
+            eps = self._network(z)(z, t).sample
+        return eps.float()
+
+    def _network(self, z: torch.Tensor) -> Callable:
+        if not (self.graphs and z.is_cuda):
+            return self.unet
+        if self._captured is None:
+            self.__dict__["_captured"] = torch.compile(self.unet, mode="reduce-overhead")
+        mark = getattr(getattr(torch, "compiler", None), "cudagraph_mark_step_begin", None)
+        if mark is not None:  # each call is a new "step": the previous call's outputs may be overwritten
+            mark()
+        return self._captured
 
     def _timesteps(self, x: torch.Tensor, t: torch.Tensor | int | None,
                    generator: torch.Generator | None) -> torch.Tensor:
@@ -134,4 +168,5 @@ class Dissolver(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"t_range={self.t_range}, per_sample_t={self.per_sample_t}, "
-                f"input_range={self.input_range!r}, {self.resampler!r}")
+                f"input_range={self.input_range!r}, unet_dtype={self.unet_dtype!r}, graphs={self.graphs}, "
+                f"{self.resampler!r}")

@@ -31,11 +31,14 @@ fi
 # Quick preset: chosen on BreastMNIST validation AUROC (see docs/results.md "How the quick preset was chosen").
 case "$PRESET" in
   quick) DDPM=(--dim 8 --dim_mults 1,2,2 --train_steps 600 --batch_size 16 --grad_accum 1 --val_every 200)
-         DIA=(--width 16 --epochs 15 --warmup 2 --save_step 3 --val_samples 2) ;;
-  # paper: the paper UNet; on BreastMNIST its validation eps-loss bottoms out near 1,500 steps (METHOD §2),
-  # so 5,000 steps with best-validation selection stand in for the paper's 25,000.
-  paper) DDPM=(--dim 64 --dim_mults 1,2,4,8 --train_steps 5000 --batch_size 64 --val_every 250)
-         DIA=(--width 64 --epochs 200 --warmup 10 --save_step 1 --val_samples 2) ;;
+         DIA=(--width 16 --epochs 15 --warmup 2 --save_step 3 --val_samples 2)
+         DIA_ONLY=() ;;
+  # paper: the same pipeline as scripts/gpu_paper.sh's BreastMNIST class-1 stage (scripts/gpu_plan.py PAPER; a test
+  # keeps them equal): the paper UNet, whose validation eps-loss bottoms out near 1,500 steps on BreastMNIST
+  # (METHOD §2), best-validation checkpoint; width 64, 200 epochs, and the CUDA fast path.
+  paper) DDPM=(--dim 64 --dim_mults 1,2,4,8 --train_steps 1500 --batch_size 64 --grad_accum 1 --val_every 250 --save_every 500)
+         DIA=(--width 64 --epochs 200 --warmup 10 --save_step 20 --val_every 20 --val_samples 2 --amp --channels_last)
+         DIA_ONLY=(--dissolve_cache) ;;
   *) echo "error: PRESET must be quick or paper, got '$PRESET'" >&2; exit 2 ;;
 esac
 echo "== DIA demo on BreastMNIST (preset: $PRESET) =="
@@ -50,7 +53,7 @@ echo "== 1/3 DDPM pretraining on the normal class (normal-validation epsilon-los
 echo "== 2/3 DIA training (best checkpoint chosen on validation AUROC) =="
 "$PY" train.py --data_root "$DATA" --dataset breastmnist --model resnet18 --mode simclr_DIA \
   --shift_trans_type diffusion_rotation --diff_resolution 32 --batch_size 32 --one_class_idx "$CLS" \
-  --diffusion_model_path "$OUT/ddpm" "${DIA[@]}" --logdir "$OUT/dia"
+  --diffusion_model_path "$OUT/ddpm" "${DIA[@]}" "${DIA_ONLY[@]}" --logdir "$OUT/dia"
 
 echo "== 3/3 CSI-score evaluation on the test split =="
 "$PY" eval.py --mode ood_pre --dataset breastmnist --data_root "$DATA" --ood_score CSI --shift_trans_type rotation \

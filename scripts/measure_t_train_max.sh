@@ -5,6 +5,7 @@
 # t in [30, 100) and on the dissolver diagnostic (mean |x - x0_hat| on anomalous / normal validation images).
 # Both runs do the same work per step (same UNet and batch), so per step is also per second.
 #   usage: scripts/measure_t_train_max.sh [CLASS] [STEPS]      (default: 0 1500)
+#   TMAX="200" trains only that arm (e.g. when the full-range run already exists as $RESULTS/t_train_max/.../tmax999).
 source "$(dirname "$0")/lib_repro.sh"
 CLS="${1:-0}"; STEPS="${2:-1500}"
 OUT="$RESULTS/t_train_max/breastmnist_c$CLS"
@@ -18,7 +19,7 @@ train() {  # train (or resume) one DDPM; DONE marks a finished run
     --val_every 250 --save_every 250 --t_train_max "$tmax" --save_dir "$dir" "${resume[@]}" > "$dir.log" 2>&1
   touch "$dir/DONE"
 }
-train 999 & train 200 &
+for tmax in ${TMAX:-999 200}; do train "$tmax" & done
 wait
 "$PY" - "$OUT" <<'PY'
 import json, sys

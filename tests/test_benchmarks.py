@@ -1,4 +1,5 @@
 """scripts/benchmark_*.py run end to end at toy sizes and print the numbers they promise."""
+import json
 import os
 import re
 import subprocess
@@ -25,10 +26,15 @@ def test_benchmark_dissolve_times_each_resolution():
     assert len(rates) == 2 and all(float(r) > 0 for r in rates), out
 
 
-def test_benchmark_train_prints_step_time_and_ratio():
+def test_benchmark_train_prints_step_time_and_ratio(tmp_path):
     out = run_script("benchmark_train.py", "--sizes", "32", "--batch", "2", "--width", "8", "--dim", "8",
-                     "--repeats", "1", "--device", "cpu")
+                     "--mults", "1,2", "--repeats", "1", "--cache_images", "2", "--device", "cpu",
+                     "--json", str(tmp_path / "bench.json"))
     assert re.search(r"\d+(\.\d+)?\s*ms", out), out
-    assert "upstream-like" in out and "fast" in out, out
+    assert "upstream-like" in out and "fast " in out and "fast+cache" in out, out
     peaks = re.findall(r"peak RSS so far ([\d.]+) GiB", out)
-    assert len(peaks) == 2 and all(float(p) > 0 for p in peaks), out
+    assert len(peaks) == 3 and all(float(p) > 0 for p in peaks), out
+    assert len(re.findall(r"step / sum\(parts\) = [\d.]+", out)) == 3 and "vs upstream-like" in out, out
+    rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
+    assert [r["config"] for r in rows] == ["upstream-like", "fast", "fast+cache"]
+    assert all(r["step_ms"] > 0 and r["images_per_s"] > 0 for r in rows)

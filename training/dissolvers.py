@@ -30,7 +30,8 @@ def _identity(x: torch.Tensor, generator: torch.Generator | None = None) -> torc
 def _ddpm(cfg: DissolveConfig, image_size: int, device: torch.device) -> Callable:
     return Dissolver.from_checkpoint(cfg.checkpoint, image_size=image_size, weights=cfg.weights,
                                      t_range=(cfg.t_min, cfg.t_max), per_sample_t=cfg.per_sample_t,
-                                     input_range=cfg.input_range, resolution=cfg.resolution, device=device)
+                                     input_range=cfg.input_range, resolution=cfg.resolution, device=device,
+                                     unet_dtype=cfg.unet_dtype, graphs=cfg.graphs)
 
 
 def _blur(kind: str) -> Callable:

@@ -28,7 +28,8 @@ def train_one_epoch(*, model: torch.nn.Module, batches: Iterable, steps: int, ma
                     loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer, lr_schedule: LRSchedule,
                     step: int, device: torch.device, amp: bool = False, logger: RunLogger | None = None,
                     desc: str = "train", show_progress: bool = True) -> EpochResult:
-    """Run ``steps`` iterations over ``batches`` (yielding (x, is_anomaly), x in [0, 1]).
+    """Run ``steps`` iterations over ``batches`` (yielding (x, is_anomaly), x in [0, 1], or
+    (x, is_anomaly, index) with the dataset rows, which ``make_views`` then receives as ``index``).
 
     The lr is a pure function of the global step and is written before each
     update (stepped per iteration, METHOD §3 Schedule). bf16 autocast, when
@@ -39,11 +40,12 @@ def train_one_epoch(*, model: torch.nn.Module, batches: Iterable, steps: int, ma
     first_views = None
     done = 0  # counted here: a disabled tqdm bar does not count its updates
     bar = tqdm(total=steps, desc=desc, leave=False, disable=not show_progress)
-    for x, _ in batches:
+    for batch in batches:
         if done >= steps:
             break
         lr = lr_schedule.apply(optimizer, step)
-        views = make_views(x.to(device, non_blocking=True))
+        x = batch[0].to(device, non_blocking=True)
+        views = make_views(x) if len(batch) < 3 else make_views(x, index=batch[2])
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             out = model(views.images)
         terms = loss_fn(out.projection.float(), out.shift_logits.float(), views.shift_labels)

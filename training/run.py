@@ -26,6 +26,7 @@ from common.logging import RunLogger
 from common.seed import make_generator, rng_state, seed_everything, set_rng_state
 from datasets import OneClassSplit
 from datasets.from_config import load_split
+from diffusion_models.dissolve_cache import DissolveCache, IndexedDataset, stack_images
 from models import build_model
 from training.dissolvers import build_dissolver, check_ddpm_data
 from training.engine import train_one_epoch
@@ -67,6 +68,9 @@ class Trainer:
                                             n_branches=cfg.n_branches, gather_rows=gather)
         self.generator = make_generator(cfg.run.seed + 1000 * ctx.rank)  # each process its own views
         dissolve = build_dissolver(cfg.dissolve, image_size=split.image_size, device=self.device)
+        if cfg.dissolve.cache:  # steps look x̂₀ up by dataset index: the same draws and images as uncached
+            dissolve = DissolveCache.build(dissolve, stack_images(split.train, self.device))
+        self.train_data = IndexedDataset(split.train) if cfg.dissolve.cache else split.train
         self.make_views = functools.partial(
             make_views, shift_kind=cfg.shift.kind, n_shifts=cfg.shift.n_shifts,
             augment=SimCLRAugment(crop_scale=(cfg.augment.crop_scale_min, 1.0)).to(self.device),
@@ -154,7 +158,7 @@ class Trainer:
             if stop_after_epoch is not None and self.epoch >= stop_after_epoch:
                 return
             t0 = time.time()
-            batches = epoch_batches(self.split.train, self.batch_size, cfg.run.seed, self.epoch,
+            batches = epoch_batches(self.train_data, self.batch_size, cfg.run.seed, self.epoch,
                                     cfg.data.num_workers, pin=self.device.type == "cuda", ctx=self.ctx)
             result = train_one_epoch(
                 model=self.encoder, batches=batches, steps=self.steps_per_epoch, make_views=self.make_views,
