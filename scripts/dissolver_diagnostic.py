@@ -28,7 +28,7 @@ from diffusion_models.dissolver import Dissolver  # noqa: E402
 from diffusion_models.noise import NoiseDissolver  # noqa: E402
 from diffusion_models.trainer import load_ddpm_data  # noqa: E402
 from diffusion_models.unet import build_unet  # noqa: E402
-from evals.metrics import auroc  # noqa: E402
+from evals.metrics import summarize  # noqa: E402
 
 
 @torch.no_grad()
@@ -73,13 +73,14 @@ def main(argv: list[str] | None = None) -> None:
     is_anomaly = np.r_[np.zeros(len(data.val_normal)), np.ones(len(data.val_anomalous))].astype(int)
     print(f"{meta.dataset}, normal {'+'.join(meta.normal_classes)}, DDPM step {meta.step}; validation "
           f"{len(data.val_normal)} normal / {len(data.val_anomalous)} anomalous images at {meta.resolution} px\n")
-    print("| dissolver | mean change, normal | mean change, anomalous | ratio | val AUROC of −change |")
+    print("| dissolver | mean change, normal | mean change, anomalous | ratio | val AUROC of −change [95 % CI] |")
     print("|---|---|---|---|---|")
     for name, dissolve in dissolvers(ckpt, meta.resolution, args.t).items():
         change = per_image_change(dissolve, images)
         normal, anomalous = change[is_anomaly == 0].mean(), change[is_anomaly == 1].mean()
+        m = summarize(-change, is_anomaly, n_boot=2000, seed=0)
         print(f"| {name} | {normal:.4f} | {anomalous:.4f} | {anomalous / normal:.2f} | "
-              f"{auroc(-change, is_anomaly):.3f} |")
+              f"{m.auroc:.3f} [{m.auroc_ci_low:.3f}, {m.auroc_ci_high:.3f}] |")
 
 
 if __name__ == "__main__":
