@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Every table of docs/results.md's issue-13 section, from the runs of repro_paper_breast_cpu.sh and
+# repro_chest_cpu.sh: mean ± std and best validation AUROC, paired DIA − CSI per seed and over seeds, per-seed
+# lines, and the optimistic "upstream protocol" figure (evaluates the kept checkpoints the first time).
+#   usage: scripts/report_issue13.sh [RESULTS]      (default results/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RESULTS="${1:-results}"
+PY="${PY:-.venv/bin/python}"; [ -x "$PY" ] || PY=python3
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+for table in paper_cpu chest_cpu; do
+  [ -d "$RESULTS/$table" ] || continue
+  echo "## $table"
+  "$PY" scripts/aggregate_results.py "$RESULTS" --table "$table"
+  echo
+  "$PY" scripts/per_seed_table.py "$RESULTS" "$table"
+  echo
+  [ "${UPSTREAM:-1}" = 1 ] && "$PY" scripts/upstream_protocol.py "$RESULTS/$table" && echo
+done
