@@ -27,7 +27,7 @@ from pathlib import Path
 root = Path(sys.argv[1])
 print("| t_train_max | step | val eps-L1 t in [30,100), raw | EMA | change ratio anomalous/normal at t=50, raw | EMA |")
 print("|---|---|---|---|---|---|")
-for run in sorted(root.glob("tmax*"), key=lambda p: -int(p.name[4:])):
+for run in sorted((p for p in root.glob("tmax*") if p.is_dir()), key=lambda p: -int(p.name[4:])):
     for line in (run / "metrics.jsonl").read_text().splitlines():
         r = json.loads(line)
         ch = r.get("dissolve_change", {})
