@@ -17,3 +17,4 @@ for table in paper_cpu chest_cpu; do
   echo
   [ "${UPSTREAM:-1}" = 1 ] && "$PY" scripts/upstream_protocol.py "$RESULTS/$table" && echo
 done
+"$PY" scripts/runs_summary.py "$RESULTS" paper_cpu chest_cpu --out docs/issue13/runs.json
