@@ -1,13 +1,11 @@
 """Print the demo's closing summary from its report.json (and the CSI baseline's, when it ran)."""
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for evals
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+from aggregate_results import PairingError, check_same_images, read_scores  # noqa: E402
 from evals.metrics import paired_bootstrap  # noqa: E402
 
 # BreastMNIST's labels: 0 = malignant, 1 = normal + benign.
@@ -15,23 +13,17 @@ NORMAL_CLASS = {0: "class 0 (malignant) is \"normal\", as the paper and upstream
                 1: "class 1 (normal + benign) is normal and malignant the anomaly, the clinical question"}
 
 
-def read_scores(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """scores.csv -> (scores, is_anomaly), in the split's image order."""
-    with (folder / "scores.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    return (np.array([float(r["score"]) for r in rows]), np.array([int(r["is_anomaly"]) for r in rows]))
-
-
 def baseline_line(out: Path) -> str | None:
     """CSI's test AUROC and DIA − CSI paired on the same test images, when the baseline ran."""
     if not (out / "eval_csi" / "report.json").exists():
         return None
     csi = json.loads((out / "eval_csi" / "report.json").read_text())["metrics"]["auroc"]
-    dia_scores, labels = read_scores(out / "eval")
-    csi_scores, csi_labels = read_scores(out / "eval_csi")
-    if not np.array_equal(labels, csi_labels):
-        raise SystemExit("error: the DIA and CSI reports scored different test images")
-    (diff,), _ = paired_bootstrap(dia_scores[None], csi_scores[None], labels, n_boot=2000)
+    dia, csi_file = read_scores(out / "eval" / "scores.csv"), read_scores(out / "eval_csi" / "scores.csv")
+    try:
+        check_same_images(dia, csi_file)
+    except PairingError as err:
+        raise SystemExit(f"error: {err}") from None
+    (diff,), _ = paired_bootstrap(dia.scores[None], csi_file.scores[None], dia.is_anomaly, n_boot=2000)
     return (f"CSI baseline (same preset): test AUROC {csi:.3f}; DIA - CSI {diff.diff:+.3f} "
             f"(paired bootstrap 95% CI {diff.ci_low:+.3f} to {diff.ci_high:+.3f}, one seed).")
 

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from aggregate_results import val_aurocs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,8 +24,7 @@ def portable(text: str) -> str:
 def summary(report: Path) -> dict:
     d = json.loads(report.read_text())
     m, run = d["metrics"], Path(d["checkpoint"]).parent.parent
-    rows = [json.loads(line) for line in (run / "train" / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    val = [r["val/auroc"] for r in rows if "val/auroc" in r]
+    val = val_aurocs(run / "train" / "metrics.jsonl")
     upstream = report.parent / "upstream_protocol.json"
     return {"test_auroc": m["auroc"], "test_auroc_ci": [m["auroc_ci_low"], m["auroc_ci_high"]], "aupr": m["aupr"],
             "fpr95": m["fpr95"], "best_epoch": d["extra"]["epoch"], "best_val_auroc": max(val) if val else None,
