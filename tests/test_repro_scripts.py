@@ -91,3 +91,26 @@ wait $first && wait $second
     assert json.loads((seed_dir / "report.json").read_text())["metrics"]["auroc"] >= 0
     assert sorted(p.name for p in seed_dir.iterdir()) == ["report.json", "scores.csv", "train"]  # no temp file left
     assert result.stderr.count("== table") == 1
+
+
+def test_why_dia_variants_build_valid_train_configs():
+    """Each scripts/why_dia_cpu.sh variant's flags parse into the config it names (a typo fails here, not 40
+    CPU-minutes into a sweep)."""
+    import re
+    import shlex
+
+    from common.cli import build_train_parser, train_config_from_args
+
+    text = (REPO / "scripts" / "why_dia_cpu.sh").read_text()
+    variants = dict(re.findall(r'^\s+\[([\w.]+)\]="([^"]*)"$', text, flags=re.M))
+    assert {"CSI", "DIA", "CSI_lr0.01", "DIA_lr0.01", "noise_0.05", "gaussian_k7"} <= variants.keys()
+    base = ("--dataset breastmnist --data_root x --one_class_idx 0 --model resnet18 --mode simclr_DIA "
+            "--diffusion_model_path some/ddpm")
+    for name, flags in variants.items():
+        cfg = train_config_from_args(build_train_parser().parse_args(shlex.split(f"{base} {flags}")))
+        method = cfg.dissolve.method
+        assert (method == "none") == name.startswith("CSI"), name
+        assert (method == "ddpm") == name.startswith("DIA"), name
+        assert cfg.optim.lr_init == (0.01 if name.endswith("lr0.01") else 0.1), name
+    noise = train_config_from_args(build_train_parser().parse_args(shlex.split(f"{base} {variants['noise_0.05']}")))
+    assert (noise.dissolve.method, noise.dissolve.noise_std) == ("noise", 0.05)
