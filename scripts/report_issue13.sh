@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every table of docs/results.md's issue-13 section, from the runs of repro_paper_breast_cpu.sh and
 # repro_chest_cpu.sh: mean ± std and best validation AUROC, paired DIA − CSI per seed and over seeds, per-seed
-# lines, and the optimistic "upstream protocol" figure (evaluates the kept checkpoints the first time).
+# lines, the optimistic "upstream protocol" figure (evaluates the kept checkpoints the first time); then the
+# validation-only tables of why_dia_cpu.sh.
 #   usage: scripts/report_issue13.sh [RESULTS]      (default results/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,5 +17,8 @@ for table in paper_cpu chest_cpu; do
   "$PY" scripts/per_seed_table.py "$RESULTS" "$table"
   echo
   [ "${UPSTREAM:-1}" = 1 ] && "$PY" scripts/upstream_protocol.py "$RESULTS/$table" && echo
+done
+for why in "$RESULTS"/why/*/; do  # scripts/why_dia_cpu.sh's validation-only variants
+  [ -d "$why" ] && echo "## why: $(basename "$why")" && "$PY" scripts/why_table.py "$why" && echo
 done
 "$PY" scripts/runs_summary.py "$RESULTS" paper_cpu chest_cpu --out docs/issue13/runs.json

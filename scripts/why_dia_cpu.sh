@@ -40,18 +40,4 @@ for job in "$@"; do
     --mode simclr_DIA --diffusion_model_path "$CKPT" ${VARIANTS[$variant]} "${resume[@]}" --logdir "$dir"
   touch "$dir/DONE"
 done
-"$PY" - "$OUT" "$REPO/scripts" <<'PY'
-import statistics, sys
-from pathlib import Path
-sys.path.insert(0, sys.argv[2])
-from aggregate_results import val_aurocs
-root = Path(sys.argv[1])
-print("| variant | seeds | best val AUROC per seed | best val AUROC (mean) | final val AUROC (mean) |")
-print("|---|---|---|---|---|")
-for variant in sorted(p.name for p in root.iterdir() if p.is_dir()):
-    runs = [vals for log in sorted(root.glob(f"{variant}/seed*/metrics.jsonl"))
-            if (log.parent / "DONE").exists() and (vals := val_aurocs(log))]
-    if runs:
-        print(f"| {variant} | {len(runs)} | {' / '.join(f'{max(v):.3f}' for v in runs)} | "
-              f"{statistics.fmean(max(v) for v in runs):.3f} | {statistics.fmean(v[-1] for v in runs):.3f} |")
-PY
+"$PY" "$REPO/scripts/why_table.py" "$OUT"
