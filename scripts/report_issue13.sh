@@ -4,6 +4,7 @@
 # lines, the optimistic "upstream protocol" figure (evaluates the kept checkpoints the first time); then the
 # validation-only tables of why_dia_cpu.sh.
 #   usage: scripts/report_issue13.sh [RESULTS]      (default results/)
+#   RUNS_JSON=docs/issue13/runs_X.json for a results root whose table names repeat the default one's (merged into).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RESULTS="${1:-results}"
@@ -21,4 +22,4 @@ done
 for why in "$RESULTS"/why/*/; do  # scripts/why_dia_cpu.sh's validation-only variants
   [ -d "$why" ] && echo "## why: $(basename "$why")" && "$PY" scripts/why_table.py "$why" && echo
 done
-"$PY" scripts/runs_summary.py "$RESULTS" paper_cpu chest_cpu --out docs/issue13/runs.json
+"$PY" scripts/runs_summary.py "$RESULTS" paper_cpu chest_cpu --out "${RUNS_JSON:-docs/issue13/runs.json}"

@@ -2,6 +2,8 @@
 figure when computed, and the exact train.py flags and eval settings (run folders are not kept between machines).
 
     python scripts/runs_summary.py results paper_cpu chest_cpu --out docs/issue13/runs.json
+An existing --out is merged into, not replaced: runs summarised on an earlier machine, whose folders are gone,
+keep their entries; a run found again replaces its own.
 """
 from __future__ import annotations
 
@@ -41,10 +43,15 @@ def main() -> None:
     p.add_argument("tables", nargs="+")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
-    out = {"/".join(r.relative_to(args.root).parts[:4]): summary(r)
-           for t in args.tables for r in sorted((args.root / t).glob("*/*/seed*/report.json"))}
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"{len(out)} runs -> {args.out}")
+    found = {"/".join(r.relative_to(args.root).parts[:4]): summary(r)
+             for t in args.tables for r in sorted((args.root / t).glob("*/*/seed*/report.json"))}
+    out = json.loads(args.out.read_text()) if args.out.exists() else {}
+    kept = len(out.keys() - found.keys())
+    out.update(found)
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    tmp.write_text(json.dumps(dict(sorted(out.items())), indent=1) + "\n")
+    tmp.replace(args.out)
+    print(f"{len(found)} runs summarised, {kept} earlier entries kept -> {args.out}")
 
 
 if __name__ == "__main__":
