@@ -79,12 +79,14 @@ Key = tuple[str, str, str]  # (table, dataset_c<class>, variant)
 
 
 def find_reports(root: Path, table: str | None = None) -> Iterator[tuple[Key, str, Path]]:
-    """(key, seed folder name, report.json) of every table run under ``root``."""
-    for report in sorted(root.rglob("report.json")):
+    """(key, seed folder name, report.json) of every table run under ``root``: <table>/<dataset_c<class>>/<variant>/
+    seed<k>/report.json exactly. A results root nested inside (RESULTS=results/lr001 puts its own paper_cpu/ there)
+    is another set of runs, not more seeds of this one, so deeper reports are left out."""
+    for report in sorted(root.glob("*/*/*/seed*/report.json")):
         parts = report.relative_to(root).parts
-        if len(parts) < 5 or parts[0].startswith("_"):  # _runs/ is the shared run cache, not a table
+        if parts[0].startswith("_"):  # _runs/ is the shared run cache, not a table
             continue
-        key = (parts[-5], parts[-4], parts[-3])  # table, dataset_c<class>, variant (parent of seed<k>)
+        key = (parts[0], parts[1], parts[2])  # table, dataset_c<class>, variant (parent of seed<k>)
         if not table or key[0] == table:
             yield key, parts[-2], report
 

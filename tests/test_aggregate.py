@@ -54,6 +54,16 @@ def test_other_class_gets_the_paper_figure_with_its_class_and_the_run_cache_is_n
     assert aggregate.paper_figure("paper_cpu", "breastmnist_c1", "CSI") == "0.546 (c0)"
 
 
+def test_a_results_root_nested_inside_is_not_more_seeds_of_the_same_table(tmp_path):
+    # RESULTS=results/lr001 writes results/lr001/paper_cpu/...: another setting under the same table name
+    write_run(tmp_path, "paper_cpu", "breastmnist_c0", "DIA", 0, 0.60)
+    write_run(tmp_path / "lr001", "paper_cpu", "breastmnist_c0", "DIA", 0, 0.90)
+    write_run(tmp_path / "lr001", "paper_cpu", "breastmnist_c0", "DIA", 1, 0.80)
+    rows = aggregate.collect(tmp_path, table="paper_cpu")
+    assert [(r["seeds"], r["auroc_mean"]) for r in rows] == [(1, 0.60)]
+    assert [(r["seeds"], r["auroc_mean"]) for r in aggregate.collect(tmp_path / "lr001")] == [(2, 0.85)]
+
+
 def test_rows_sort_numbers_by_value(tmp_path):
     for variant in ("res128", "res32", "res64"):
         write_run(tmp_path, "resolution", "chestxray_c0", variant, 0, 0.6)
