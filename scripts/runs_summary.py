@@ -12,8 +12,10 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for common
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aggregate_results import val_aurocs  # noqa: E402
+from common.atomic import atomic_path  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,9 +50,8 @@ def main() -> None:
     out = json.loads(args.out.read_text()) if args.out.exists() else {}
     kept = len(out.keys() - found.keys())
     out.update(found)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(dict(sorted(out.items())), indent=1) + "\n")
-    tmp.replace(args.out)
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(json.dumps(dict(sorted(out.items())), indent=1) + "\n")
     print(f"{len(found)} runs summarised, {kept} earlier entries kept -> {args.out}")
 
 

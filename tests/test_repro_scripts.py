@@ -1,6 +1,7 @@
 """scripts/*.sh: they parse, and lib_repro.sh's run cache trains a run once however many tables use it."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -114,3 +115,12 @@ def test_why_dia_variants_build_valid_train_configs():
         assert cfg.optim.lr_init == (0.01 if name.endswith("lr0.01") else 0.1), name
     noise = train_config_from_args(build_train_parser().parse_args(shlex.split(f"{base} {variants['noise_0.05']}")))
     assert (noise.dissolve.method, noise.dissolve.noise_std) == ("noise", 0.05)
+
+
+def test_demo_candidates_use_the_demos_quick_preset():
+    """scripts/demo_candidates.sh compares candidates against today's demo: its DDPM and training flags must be the
+    quick preset of scripts/demo.sh, word for word."""
+    def arrays(script: str) -> dict[str, str]:
+        text = (REPO / "scripts" / script).read_text()
+        return {name: re.search(rf"\b{name}=\(([^)]*)\)", text).group(1) for name in ("DDPM", "DIA")}
+    assert arrays("demo_candidates.sh") == arrays("demo.sh")  # demo.sh's first DDPM=/DIA= are the quick preset
