@@ -40,6 +40,10 @@ SHIFT_TRANS_TYPES = {
 STEP_SCALE = 100  # upstream: t = floor(100 * u), u in [offset, upper)
 
 
+# What --amp does on each device (train.py, eval.py and train_eval_ddpm.py say the same).
+AMP_DEVICES = ("Where the device computes bf16 natively: CUDA (Ampere or newer), or a CPU with AVX512-BF16 or AMX, "
+               "2-3x faster there (docs/speed.md); elsewhere one line, and fp32.")
+
 def _floor(value: float) -> int:
     """⌊value⌋, robust to float error: 100·0.3 = 30.000000000000004 and 100·0.29 = 28.999999999999996."""
     nearest = round(value)
@@ -82,7 +86,11 @@ def build_train_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=64, help="ResNet base width (64 = standard ResNet-18)")
     p.add_argument("--mode", default="simclr_DIA", choices=sorted(TRAIN_MODES))
     p.add_argument("--shift_trans_type", default="diffusion_rotation", choices=sorted(SHIFT_TRANS_TYPES))
-    p.add_argument("--diffusion_model_path", default=None, help="DDPM checkpoint folder (train_eval_ddpm.py)")
+    p.add_argument("--diffusion_model_path", default=None,
+                   help="DDPM run folder (train_eval_ddpm.py --save_dir) or one checkpoint folder of it")
+    p.add_argument("--diffusion_checkpoint", default="best",
+                   help="which checkpoint of the DDPM run dissolves: best (lowest normal-validation eps-loss), "
+                        "last, or a step kept with train_eval_ddpm.py --keep_checkpoints")
     p.add_argument("--diff_resolution", type=int, default=None,
                    help="dissolving resolution R (default: the DDPM's own; 32 for the blurs)")
     p.add_argument("--diffusion_offset", type=float, default=0.3, help="lower bound of t/100")
@@ -123,7 +131,8 @@ def build_train_parser() -> argparse.ArgumentParser:
     p.add_argument("--logdir", default=None, help="default logs/<auto name>")
     p.add_argument("--resume_path", default=None, help="log dir (or last.pt) to resume from")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--amp", action="store_true", help="bf16 autocast for the encoder")
+    p.add_argument("--amp", action="store_true",
+                   help="bf16 autocast for the encoder (the loss stays fp32). " + AMP_DEVICES)
     p.add_argument("--channels_last", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder")
     p.add_argument("--device", default=None)
@@ -179,7 +188,8 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         method = "none"
     t_min, t_max = t_range_from_offsets(args.diffusion_offset, args.diffusion_upper_offset)
     dissolve = DissolveConfig(
-        method=method, checkpoint=args.diffusion_model_path, resolution=args.diff_resolution,
+        method=method, checkpoint=args.diffusion_model_path, checkpoint_choice=args.diffusion_checkpoint,
+        resolution=args.diff_resolution,
         t_min=t_min, t_max=t_max, per_sample_t=args.diffusion_t_granularity == "sample",
         weights=args.diffusion_weights, input_range=args.diffusion_input_range, kernel_size=args.kernel_size,
         noise_std=args.noise_std, unet_dtype=args.dissolve_dtype, graphs=args.dissolve_graphs,
@@ -225,7 +235,8 @@ def build_eval_parser() -> argparse.ArgumentParser:
                    help="default 128; predict: the calibration's (memory only: an image's score does not depend on it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples for the AUROC CI")
-    p.add_argument("--amp", action="store_true")
+    p.add_argument("--amp", action="store_true",
+                   help="bf16 autocast for feature extraction (scores accumulate in fp32). " + AMP_DEVICES)
     p.add_argument("--device", default=None)
     p.add_argument("--model", default=None, help="ignored: the checkpoint rebuilds its model")
     # Accepted for upstream compatibility; they have no effect at test time (no dissolving).

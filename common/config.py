@@ -62,6 +62,7 @@ class DissolveConfig:
 
     method: DissolveMethod = "none"
     checkpoint: str | None = None
+    checkpoint_choice: str = "best"  # which of the DDPM run's checkpoints: best, last or a kept step
     resolution: int | None = None  # None: the DDPM's own; 32 for the blurs
     t_min: int = 30
     t_max: int = 99
@@ -84,6 +85,9 @@ class DissolveConfig:
             raise UserError(f"--noise_std must be in [0, 1] (pixel units), got {self.noise_std}")
         _check_choice(self.weights, Weights, "--diffusion_weights")
         _check_choice(self.input_range, InputRange, "--diffusion_input_range")
+        if self.checkpoint_choice not in ("best", "last") and not self.checkpoint_choice.isdigit():
+            raise UserError(f"--diffusion_checkpoint must be best, last or a step number, got "
+                            f"{self.checkpoint_choice!r}")
         if self.method == "ddpm" and not self.checkpoint:
             raise UserError("--diffusion_model_path is required with a diffusion_* --shift_trans_type")
         if not 0 <= self.t_min <= self.t_max < 1000:

@@ -19,6 +19,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     if _ROOT not in sys.path:
         sys.path.insert(0, _ROOT)
 
+from common.cli import AMP_DEVICES  # noqa: E402
 from common.errors import UserError, exit_on_user_error  # noqa: E402
 from diffusion_models.diagnostic import format_change  # noqa: E402
 from diffusion_models.trainer import DDPMTrainConfig, TrainResult, run_training  # noqa: E402
@@ -56,10 +57,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train.add_argument("--ema_every", type=int, default=10)
     train.add_argument("--t_train_max", type=int, default=999, help="train only on t <= this (measured option)")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--amp", action="store_true",
+                       help="bf16 autocast for the UNet's forward (loss and validation stay fp32); off by default, "
+                            "the paper found mixed precision hurt its DDPM (docs/speed.md). " + AMP_DEVICES)
     train.add_argument("--device", help="default: cuda when available")
     out = p.add_argument_group("output")
     out.add_argument("--save_dir", help="default: runs/ddpm/<dataset>-c<class>-<image_size>")
     out.add_argument("--save_every", type=int, default=1000)
+    out.add_argument("--keep_checkpoints", action="store_true",
+                     help="keep every --save_every checkpoint under <save_dir>/steps/<step>; pick one to dissolve "
+                          "with train.py --diffusion_checkpoint STEP")
     out.add_argument("--val_every", type=int, default=250)
     out.add_argument("--val_repeats", type=int, default=4, help="(t, noise) draws per validation image")
     out.add_argument("--resume", action="store_true", help="continue from <save_dir>/last")
@@ -82,8 +89,8 @@ def train_config(a: argparse.Namespace) -> DDPMTrainConfig:
         image_size=a.image_size, dim=a.dim, dim_mults=a.dim_mults, train_steps=a.train_steps,
         batch_size=a.batch_size, grad_accum=a.grad_accum, lr=a.lr, ema_decay=a.ema_decay,
         ema_every=a.ema_every, t_train_max=a.t_train_max, seed=a.seed, save_dir=a.save_dir,
-        save_every=a.save_every, val_every=a.val_every, val_repeats=a.val_repeats, resume=a.resume,
-        device=a.device)
+        save_every=a.save_every, keep_checkpoints=a.keep_checkpoints, val_every=a.val_every,
+        val_repeats=a.val_repeats, resume=a.resume, amp=a.amp, device=a.device)
 
 
 def eval_config(a: argparse.Namespace) -> DDPMEvalConfig:
@@ -110,6 +117,10 @@ def report_eval(r: EvalResult) -> None:
     print("mean |x - x0_hat| on validation images, normal/anomalous (ratio):")
     for line in format_change(r.change):
         print(f"  {line}")
+    if r.along_training:
+        print("kept checkpoints (validation images; ratio and change AUROC on raw weights):")
+        for line in r.along_training:
+            print(f"  {line}")
     print(f"preferred weights: {r.preferred}; wrote {len(r.files)} files to {r.out_dir}")
 
 

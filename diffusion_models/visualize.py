@@ -11,7 +11,10 @@ Writes into ``<checkpoint>/eval/`` (or ``out_dir``):
   validation images, for both weights, and the dissolver diagnostic: mean
   |x − x̂₀| on normal and anomalous validation images at t ∈ {30, 50, 99} and
   their ratio (:mod:`diffusion_models.diagnostic`);
-- ``dissolve_change.png``: that change against t, normal vs anomalous.
+- ``dissolve_change.png``: that change against t, normal vs anomalous;
+- for a run folder whose DDPM kept its steps (``--keep_checkpoints``), ``along_training.{json,md,png}``:
+  ε-loss, change ratio and change AUROC of every kept checkpoint against steps and passes
+  (:mod:`diffusion_models.along_training`).
 All images are shown at the DDPM resolution, i.e. as the DDPM sees them.
 """
 from __future__ import annotations
@@ -28,6 +31,7 @@ from torchvision.utils import save_image
 from common.atomic import atomic_path, json_dump_atomic
 from common.device import default_device
 from common.errors import UserError
+from diffusion_models.along_training import kept_steps, markdown_table, measure_run, plot_rows, rows_to_json
 from diffusion_models.checkpoint import DDPMCheckpoint, load_ddpm
 from diffusion_models.diagnostic import PLOT_T, REPORT_T, ChangeTable, dissolve_change, plot_change
 from diffusion_models.dissolver import Dissolver
@@ -67,6 +71,7 @@ class EvalResult:
     losses: dict[str, dict[str, float | None]]
     preferred: str
     change: ChangeTable  # mean |x − x̂₀| at REPORT_T, normal vs anomalous validation images
+    along_training: tuple[str, ...] = ()  # the kept checkpoints' table (markdown lines), when the run kept any
 
 
 @torch.no_grad()
@@ -155,8 +160,10 @@ def run_eval(cfg: DDPMEvalConfig) -> EvalResult:
     """Load a DDPM checkpoint and write its grids, samples and validation losses."""
     ckpt = load_ddpm(cfg.load_path, device=default_device(cfg.device))
     meta, stored = ckpt.meta, ckpt.meta.config
+    run = Path(cfg.load_path)
+    along = bool(kept_steps(run))
     data = load_ddpm_data(meta.dataset, cfg.data_root or stored.get("data_root"), meta.one_class_idx,
-                          meta.resolution, download=cfg.download, split_seed=meta.split_seed, with_train=False,
+                          meta.resolution, download=cfg.download, split_seed=meta.split_seed, with_train=along,
                           normal_classes=meta.normal_classes if stored.get("normal_classes") else None)
     out = Path(cfg.out_dir) if cfg.out_dir else ckpt.path / "eval"
     out.mkdir(parents=True, exist_ok=True)
@@ -181,4 +188,14 @@ def run_eval(cfg: DDPMEvalConfig) -> EvalResult:
                       "dissolve_change_note": "mean |x - x0_hat| in [0, 1] pixel units at the DDPM resolution; "
                                               "ratio = anomalous / normal"},
                      files[-1])
-    return EvalResult(out, tuple(files), losses, preferred, change)
+    table: list[str] = []
+    if along:
+        rows = measure_run(run, data.val_normal, data.val_anomalous, n_train=len(data.train),
+                           device=next(ckpt.unet.parameters()).device)
+        table = markdown_table(rows)
+        files += [out / "along_training.json", out / "along_training.md", out / "along_training.png"]
+        json_dump_atomic({"run": str(run), "rows": rows_to_json(rows)}, files[-3])
+        with atomic_path(files[-2]) as tmp:
+            Path(tmp).write_text("\n".join(table) + "\n")
+        plot_rows(rows, files[-1], f"{meta.dataset} normal class {'+'.join(meta.normal_classes)}: kept checkpoints")
+    return EvalResult(out, tuple(files), losses, preferred, change, tuple(table))

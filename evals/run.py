@@ -14,7 +14,7 @@ import torch
 
 from common.checkpoint import load_checkpoint, resolve_checkpoint
 from common.config import DataConfig, EvalConfig, TrainConfig
-from common.device import default_device
+from common.device import default_device, resolve_amp
 from common.distributed import DistContext, init_distributed, shutdown
 from datasets import ImageDataset, OneClassSplit
 from datasets.from_config import load_split
@@ -85,7 +85,8 @@ def prepare(cfg: EvalConfig, progress: bool, ctx: DistContext = DistContext(),
                          seed=cfg.seed + SCORED_SEED_OFFSET, batch_size=cfg.batch_size,
                          image_size=split.image_size)
     kwargs = dict(shift_kind=views.shift_kind, n_shifts=views.n_shifts, n_samples=views.n_samples,
-                  crop_scale=views.crop_scale, batch_size=views.batch_size, device=device, amp=cfg.amp,
+                  crop_scale=views.crop_scale, batch_size=views.batch_size, device=device,
+                  amp=resolve_amp(cfg.amp, device),
                   num_workers=data_cfg.num_workers, progress=progress, ctx=ctx)
     return EvalSetup(ckpt_path, ckpt, data_cfg, split, load_model(ckpt, device), views, kwargs)
 

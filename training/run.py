@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -19,13 +20,15 @@ from common.augment import SimCLRAugment
 from common.atomic import make_output_dir
 from common.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from common.config import TrainConfig
-from common.device import default_device
+from common.device import default_device, resolve_amp
 from common.distributed import DistContext, barrier, gather_rows, init_distributed, per_process_batch, shutdown
 from common.errors import UserError
 from common.logging import RunLogger
 from common.seed import make_generator, rng_state, seed_everything, set_rng_state
 from datasets import OneClassSplit
 from datasets.from_config import load_split
+from diffusion_models.along_training import select_checkpoint
+from diffusion_models.checkpoint import load_meta
 from diffusion_models.dissolve_cache import DissolveCache, IndexedDataset, stack_images
 from models import build_model
 from training.dissolvers import build_dissolver, check_ddpm_data
@@ -54,6 +57,7 @@ class Trainer:
         self.cfg, self.split, self.ctx = cfg, split, ctx
         self.show_progress = show_progress and ctx.is_main
         self.device = device or default_device(cfg.run.device)
+        self.amp = resolve_amp(cfg.run.amp, self.device)  # bf16 only where the device computes it natively
         self.logdir = Path(cfg.run.logdir)
         self.batch_size = per_process_batch(cfg.optim.batch_size, cfg.optim.global_batch_size, ctx.world_size)
         self.model = build_model(cfg.model.backbone, width=cfg.model.width, n_shifts=cfg.shift.n_shifts,
@@ -127,7 +131,7 @@ class Trainer:
         return validation_auroc(self.model, self.split, shift_kind=self.cfg.shift.kind,
                                 n_shifts=self.cfg.shift.n_shifts, n_samples=self.cfg.run.val_samples,
                                 seed=self.cfg.run.seed, batch_size=max(self.batch_size, 64),
-                                device=self.device, amp=self.cfg.run.amp, ctx=self.ctx)
+                                device=self.device, amp=self.amp, ctx=self.ctx)
 
     def end_of_epoch(self, logger: RunLogger) -> dict:
         val_auroc = None
@@ -163,7 +167,7 @@ class Trainer:
             result = train_one_epoch(
                 model=self.encoder, batches=batches, steps=self.steps_per_epoch, make_views=self.make_views,
                 loss_fn=self.loss_fn, optimizer=self.optimizer, lr_schedule=self.lr_schedule, step=self.step,
-                device=self.device, amp=cfg.run.amp, logger=logger, show_progress=self.show_progress,
+                device=self.device, amp=self.amp, logger=logger, show_progress=self.show_progress,
                 desc=f"epoch {self.epoch + 1}/{cfg.optim.epochs}")
             if result.first_views is not None:
                 log_view_grids(logger, result.first_views)
@@ -188,6 +192,17 @@ def log_view_grids(logger: RunLogger, views) -> None:
         logger.images(f"views/{names[branch]}", pick, 0)
 
 
+def _with_ddpm_checkpoint(cfg: TrainConfig, verbose: bool) -> TrainConfig:
+    """``cfg`` with the dissolving DDPM's checkpoint folder resolved (``--diffusion_checkpoint``), so the
+    run's config.json records exactly which checkpoint, and so which training step, dissolved."""
+    folder = select_checkpoint(cfg.dissolve.checkpoint, cfg.dissolve.checkpoint_choice)
+    step = load_meta(folder).step
+    if verbose:
+        print(f"dissolver: DDPM {folder} (step {step}, --diffusion_checkpoint {cfg.dissolve.checkpoint_choice})",
+              flush=True)
+    return replace(cfg, dissolve=replace(cfg.dissolve, checkpoint=str(folder)))
+
+
 def run_training(cfg: TrainConfig, *, show_progress: bool = True, stop_after_epoch: int | None = None) -> Path:
     """Train and return the log dir (holding last.pt, best.pt, metrics.jsonl, tb/).
 
@@ -199,6 +214,7 @@ def run_training(cfg: TrainConfig, *, show_progress: bool = True, stop_after_epo
     seed_everything(cfg.run.seed)  # the same initial weights on every process
     split = load_split(cfg.data)
     if cfg.dissolve.method == "ddpm":
+        cfg = _with_ddpm_checkpoint(cfg, verbose=ctx.is_main and show_progress)
         warning = check_ddpm_data(cfg.dissolve.checkpoint, cfg.data, split)
         if warning and ctx.is_main:
             print(warning, flush=True)
