@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+from diffusion_models.along_training import own_class_factor  # noqa: E402
 
 
 def change_by_step(run: Path) -> dict[int, dict]:
@@ -28,11 +30,6 @@ def change_by_step(run: Path) -> dict[int, dict]:
         raise SystemExit(f"error: {log} not found: pass a DDPM run folder (train_eval_ddpm.py --save_dir)")
     rows = (json.loads(line) for line in log.read_text().splitlines() if line.strip())
     return {r["step"]: r["dissolve_change"] for r in rows if r.get("dissolve_change")}
-
-
-def own_class_factor(ratio_a: float, ratio_b: float) -> float:
-    """√(ratio_A · ratio_B): how much more a DDPM changes the class it did not see, content factored out."""
-    return math.sqrt(ratio_a * ratio_b)
 
 
 def table(run_a: Path, run_b: Path, t: str = "50") -> list[str]:
