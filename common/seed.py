@@ -36,9 +36,9 @@ def set_rng_state(state: dict) -> None:
     """Restore :func:`rng_state`; also accepts the raw getstate() tuples that format-1 checkpoints stored."""
     random.setstate(_python_state(state["python"]))
     np.random.set_state(_numpy_state(state["numpy"]))
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())  # CPU byte tensors, wherever the checkpoint was mapped
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def _python_state(stored: dict | tuple) -> tuple:
@@ -51,7 +51,7 @@ def _numpy_state(stored: dict | tuple) -> tuple:
     """numpy's legacy MT19937 tuple: (name, key (624,) uint32, pos, has_gauss, cached_gaussian)."""
     if not isinstance(stored, dict):
         return tuple(stored)
-    key = stored["key"].numpy().astype(np.uint32)
+    key = stored["key"].cpu().numpy().astype(np.uint32)
     return "MT19937", key, stored["pos"], stored["has_gauss"], stored["cached_gaussian"]
 
 

@@ -106,3 +106,17 @@ def test_entry_points_fail_with_one_line(script, args, needle):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0]
+
+
+def test_resume_restores_rng_states_from_cpu_tensors_whatever_the_device(tmp_path):
+    """On CUDA, mapping the whole checkpoint to the device put the RNG states on the GPU, where
+    torch.set_rng_state refuses them; a device without storage (meta) shows the same on a CPU."""
+    from datasets.from_config import load_split as split_of
+    from training.run import Trainer
+
+    cfg = train_cfg("--mode simclr_CSI --shift_trans_type rotation --epochs 2", tmp_path / "a")
+    stopped = run_training(cfg, show_progress=False, stop_after_epoch=1)
+    trainer = Trainer(cfg, split_of(cfg.data), show_progress=False)
+    trainer.device = torch.device("meta")  # what the checkpoint would be mapped to, were it loaded onto the device
+    trainer.resume(str(stopped))
+    assert trainer.epoch == 1 and trainer.generator.get_state().device.type == "cpu"

@@ -114,14 +114,16 @@ class Trainer:
         return states
 
     def resume(self, path: str) -> None:
+        # Loaded on the CPU: load_state_dict moves weights and optimiser state to the model's device, and the
+        # RNG states must stay CPU byte tensors (set_rng_state and Generator.set_state refuse CUDA tensors).
         ckpt = load_checkpoint(resolve_checkpoint(path, prefer=("last.pt",), flag="--resume_path"),
-                               map_location=self.device)
+                               map_location="cpu")
         if "optimizer" not in ckpt:
             raise UserError(f"--resume_path {path}: this checkpoint has no optimiser state (use last.pt)")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if ckpt.get("world_size", 1) == self.ctx.world_size:
-            self.generator.set_state(ckpt["generators"][self.ctx.rank])
+            self.generator.set_state(ckpt["generators"][self.ctx.rank].cpu())
         set_rng_state(ckpt["rng"])
         self.epoch, self.step = ckpt["epoch"], ckpt["step"]
         self.best_auroc = ckpt["best_val_auroc"]
