@@ -40,6 +40,24 @@ SHIFT_TRANS_TYPES = {
 STEP_SCALE = 100  # upstream: t = floor(100 * u), u in [offset, upper)
 
 
+
+class CLIParser(argparse.ArgumentParser):
+    """argparse with the project's error style: one line naming the flag, exit status 2 (no usage dump)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {message} ({self.prog} --help lists every flag)\n")
+
+
+def finite_float(text: str) -> float:
+    """A float flag's type: nan and ±inf are refused at parse time, before any work starts."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
 # What --amp does on each device (train.py, eval.py and train_eval_ddpm.py say the same).
 AMP_DEVICES = ("Where the device computes bf16 natively: CUDA (Ampere or newer), or a CPU with AVX512-BF16 or AMX, "
                "2-3x faster there (docs/speed.md); elsewhere one line, and fp32.")
@@ -78,7 +96,7 @@ def _add_data_flags(p: argparse.ArgumentParser, required: bool) -> None:
 
 
 def build_train_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Train CSI or DIA (one-class contrastive + shift prediction).")
+    p = CLIParser(description="Train CSI or DIA (one-class contrastive + shift prediction).")
     _add_data_flags(p, required=True)
     p.add_argument("--split_seed", type=int, default=0,
                    help="the data's validation/test split (shared with the DDPM; independent of --seed)")
@@ -93,8 +111,8 @@ def build_train_parser() -> argparse.ArgumentParser:
                         "last, or a step kept with train_eval_ddpm.py --keep_checkpoints")
     p.add_argument("--diff_resolution", type=int, default=None,
                    help="dissolving resolution R (default: the DDPM's own; 32 for the blurs)")
-    p.add_argument("--diffusion_offset", type=float, default=0.3, help="lower bound of t/100")
-    p.add_argument("--diffusion_upper_offset", type=float, default=1.0, help="upper bound of t/100")
+    p.add_argument("--diffusion_offset", type=finite_float, default=0.3, help="lower bound of t/100")
+    p.add_argument("--diffusion_upper_offset", type=finite_float, default=1.0, help="upper bound of t/100")
     p.add_argument("--diffusion_t_granularity", choices=["sample", "batch"], default="sample",
                    help="draw t per sample, or once per (batch, shift) as upstream")
     p.add_argument("--diffusion_weights", choices=["auto", "ema", "raw"], default="auto",
@@ -102,7 +120,7 @@ def build_train_parser() -> argparse.ArgumentParser:
     p.add_argument("--diffusion_input_range", choices=["normalized", "upstream"], default="normalized",
                    help="upstream feeds [0,1] images to the [-1,1] DDPM (quirk Q1)")
     p.add_argument("--kernel_size", type=int, default=7, help="blur kernel for blurgaussian/blurmedian")
-    p.add_argument("--noise_std", type=float, default=0.1,
+    p.add_argument("--noise_std", type=finite_float, default=0.1,
                    help="noise_*: std of the additive Gaussian noise, in [0, 1] pixel units")
     p.add_argument("--dissolve_dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="DDPM dissolver: UNet forward under bf16/fp16 autocast (GPU fast path; x0 stays fp32)")
@@ -110,18 +128,18 @@ def build_train_parser() -> argparse.ArgumentParser:
                    help="DDPM dissolver: capture the UNet with CUDA graphs (torch.compile reduce-overhead); CUDA only")
     p.add_argument("--dissolve_cache", action="store_true",
                    help="DDPM dissolver: precompute every (image, flip, t) once and look it up (small data sets)")
-    p.add_argument("--contamination_ratio", type=float, default=0.0)
+    p.add_argument("--contamination_ratio", type=finite_float, default=0.0)
     p.add_argument("--loss_mode", default="naive", choices=["naive", "shifted_removed"],
                    help="naive: the paper's DIA-(a) (main Table 1); shifted_removed: DIA-(b), the ablation")
-    p.add_argument("--temperature", type=float, default=0.5)
+    p.add_argument("--temperature", type=finite_float, default=0.5)
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--epochs", type=int, default=1000)
     p.add_argument("--steps_per_epoch", type=int, default=200, help="iteration cap per epoch (upstream ~200)")
     p.add_argument("--optimizer", default="lars", choices=["sgd", "lars"])
-    p.add_argument("--lr_init", type=float, default=0.1)
-    p.add_argument("--warmup", type=float, default=10, help="warm-up epochs (lr_init -> 10x lr_init)")
-    p.add_argument("--weight_decay", type=float, default=1e-6)
-    p.add_argument("--resize_factor", type=float, default=0.08, help="lower bound of the crop scale")
+    p.add_argument("--lr_init", type=finite_float, default=0.1)
+    p.add_argument("--warmup", type=finite_float, default=10, help="warm-up epochs (lr_init -> 10x lr_init)")
+    p.add_argument("--weight_decay", type=finite_float, default=1e-6)
+    p.add_argument("--resize_factor", type=finite_float, default=0.08, help="lower bound of the crop scale")
     p.add_argument("--save_step", type=int, default=1, help="save `last` and validate every N epochs")
     p.add_argument("--val_every", type=int, default=None, help="validate every N epochs (default: --save_step)")
     p.add_argument("--val_samples", type=int, default=2, help="test-time samples for in-training validation")
@@ -217,14 +235,14 @@ EVAL_SHIFTS = {name: kind for name, (_, kind) in SHIFT_TRANS_TYPES.items()}
 
 
 def build_eval_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Evaluate a CSI/DIA checkpoint with the CSI score (ood_pre), "
+    p = CLIParser(description="Evaluate a CSI/DIA checkpoint with the CSI score (ood_pre), "
                                 "or flag anomalous images with its calibrated threshold (predict).")
     _add_data_flags(p, required=False)
     p.add_argument("--mode", default="ood_pre", choices=sorted(EVAL_MODES))
     p.add_argument("--load_path", required=True, help="checkpoint file (last.pt/best.pt) or its log dir")
     p.add_argument("--ood_score", nargs="+", default=["CSI"], help="CSI, simclr or shift")
     p.add_argument("--ood_samples", type=int, default=10)
-    p.add_argument("--resize_factor", type=float, default=0.54)
+    p.add_argument("--resize_factor", type=finite_float, default=0.54)
     p.add_argument("--resize_fix", action="store_true", help="crop area fixed at --resize_factor")
     p.add_argument("--shift_trans_type", default=None, choices=sorted(EVAL_SHIFTS),
                    help="test-time shift (default: the checkpoint's)")
@@ -240,13 +258,13 @@ def build_eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--model", default=None, help="ignored: the checkpoint rebuilds its model")
     # Accepted for upstream compatibility; they have no effect at test time (no dissolving).
-    p.add_argument("--diffusion_offset", type=float, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--diffusion_upper_offset", type=float, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--diffusion_offset", type=finite_float, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--diffusion_upper_offset", type=finite_float, default=None, help=argparse.SUPPRESS)
     g = p.add_argument_group("threshold and predict")
     g.add_argument("--threshold_rule", default=None, choices=["recall", "f1"],
                    help="recall: keep --target_normal_recall of normal validation images (default); "
                         "f1: best F1 on validation. predict: default the stored rule")
-    g.add_argument("--target_normal_recall", type=float, default=None, help="default 0.95")
+    g.add_argument("--target_normal_recall", type=finite_float, default=None, help="default 0.95")
     g.add_argument("--calibrate_only", action="store_true", help="ood_pre: calibrate on validation, skip --split")
     g.add_argument("--input", nargs="+", default=None, help="predict: image files, folders or globs")
     g.add_argument("--save_grid", action="store_true", help="predict: PNG of the top-k extremes")

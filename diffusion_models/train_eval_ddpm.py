@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     if _ROOT not in sys.path:
         sys.path.insert(0, _ROOT)
 
-from common.cli import AMP_DEVICES  # noqa: E402
+from common.cli import AMP_DEVICES, CLIParser, finite_float  # noqa: E402
 from common.errors import UserError, exit_on_user_error  # noqa: E402
 from diffusion_models.diagnostic import format_change  # noqa: E402
 from diffusion_models.trainer import DDPMTrainConfig, TrainResult, run_training  # noqa: E402
@@ -34,7 +34,7 @@ def _int_tuple(text: str) -> tuple[int, ...]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = CLIParser(description=__doc__.split("\n")[0])
     p.add_argument("--mode", choices=("train", "eval"), required=True)
     data = p.add_argument_group("data")
     data.add_argument("--dataset")
@@ -52,8 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train.add_argument("--train_steps", type=int, default=25_000)
     train.add_argument("--batch_size", type=int, default=64)
     train.add_argument("--grad_accum", type=int, default=2)
-    train.add_argument("--lr", type=float, default=8e-5)
-    train.add_argument("--ema_decay", type=float, default=0.995)
+    train.add_argument("--lr", type=finite_float, default=8e-5)
+    train.add_argument("--ema_decay", type=finite_float, default=0.995)
     train.add_argument("--ema_every", type=int, default=10)
     train.add_argument("--t_train_max", type=int, default=999, help="train only on t <= this (measured option)")
     train.add_argument("--seed", type=int, default=0)

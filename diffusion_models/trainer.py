@@ -246,7 +246,13 @@ class DDPMTrainer:
                 tqdm(total=self.cfg.train_steps, initial=self.step, desc="ddpm", disable=not self.show_progress,
                      dynamic_ncols=True) as bar:
             while self.step < self.cfg.train_steps:
-                loss = self.train_step()
+                try:
+                    loss = self.train_step()
+                except FloatingPointError as err:
+                    last = self.save_dir / "last"
+                    kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+                    raise UserError(f"DDPM training stopped: {err}; likely cause: a learning rate too high "
+                                    f"(--lr {self.cfg.lr}); {kept}") from None
                 writer.add_scalar("train/loss", loss, self.step)
                 bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
                 bar.update()

@@ -39,3 +39,5 @@ def test_summary_names_the_normal_class_and_adds_the_paired_baseline_when_it_ran
     assert f"test AUROC {auroc(csi, labels):.3f}; DIA - CSI {diff:+.3f}" in text
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert f"DIA test AUROC {report['metrics']['auroc']:.3f}" in text
+    # a one-seed difference is printed as a reading, with the training randomness its CI leaves out
+    assert "ONE seed" in text and "training randomness" in text and "0.525" in text and "3-seed" in text

@@ -48,7 +48,10 @@ def train_one_epoch(*, model: torch.nn.Module, batches: Iterable, steps: int, ma
         views = make_views(x) if len(batch) < 3 else make_views(x, index=batch[2])
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             out = model(views.images)
-        terms = loss_fn(out.projection.float(), out.shift_logits.float(), views.shift_labels)
+        try:
+            terms = loss_fn(out.projection.float(), out.shift_logits.float(), views.shift_labels)
+        except FloatingPointError as err:  # say where; the caller decides what it means for the run
+            raise FloatingPointError(f"step {step}: {err}") from None
         optimizer.zero_grad(set_to_none=True)
         terms.total.backward()
         optimizer.step()

@@ -166,11 +166,15 @@ class Trainer:
             t0 = time.time()
             batches = epoch_batches(self.train_data, self.batch_size, cfg.run.seed, self.epoch,
                                     cfg.data.num_workers, pin=self.device.type == "cuda", ctx=self.ctx)
-            result = train_one_epoch(
-                model=self.encoder, batches=batches, steps=self.steps_per_epoch, make_views=self.make_views,
-                loss_fn=self.loss_fn, optimizer=self.optimizer, lr_schedule=self.lr_schedule, step=self.step,
-                device=self.device, amp=self.amp, logger=logger, show_progress=self.show_progress,
-                desc=f"epoch {self.epoch + 1}/{cfg.optim.epochs}")
+            try:
+                result = train_one_epoch(
+                    model=self.encoder, batches=batches, steps=self.steps_per_epoch, make_views=self.make_views,
+                    loss_fn=self.loss_fn, optimizer=self.optimizer, lr_schedule=self.lr_schedule, step=self.step,
+                    device=self.device, amp=self.amp, logger=logger, show_progress=self.show_progress,
+                    desc=f"epoch {self.epoch + 1}/{cfg.optim.epochs}")
+            except FloatingPointError as err:
+                raise UserError(diverged_message(str(err), f"--lr_init {cfg.optim.lr_init}",
+                                                 self.logdir / "last.pt")) from None
             if result.first_views is not None:
                 log_view_grids(logger, result.first_views)
             self.step, self.epoch = result.step, self.epoch + 1
@@ -182,6 +186,13 @@ class Trainer:
                 print(f"epoch {self.epoch:4d} | loss {result.metrics.get('loss', float('nan')):.4f} | "
                       f"{time.time() - t0:5.1f}s" + (f" | val AUROC {val:.4f}" if val is not None else ""),
                       flush=True)
+
+
+def diverged_message(what: str, lr_flag: str, last: Path) -> str:
+    """One line for a run whose loss became non-finite: where, the likely cause, what is kept."""
+    kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+    return (f"training stopped, the loss became non-finite at {what}; likely cause: a learning rate too high "
+            f"for this batch ({lr_flag}); {kept}")
 
 
 def log_view_grids(logger: RunLogger, views) -> None:

@@ -1,0 +1,68 @@
+"""Runs that go wrong end in one line that names the flag or the step, and keep what was good."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from common.checkpoint import load_checkpoint
+from common.errors import UserError
+from diffusion_models.checkpoint import load_ddpm
+from diffusion_models.trainer import DDPMTrainer
+from test_ddpm import tiny_config, tiny_data
+from test_train_eval import train_cfg
+from training.losses import ContrastiveShiftLoss
+from training.run import run_training
+
+REPO = Path(__file__).resolve().parents[1]
+torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("script, args, flag", [
+    ("train.py", "--dataset synthetic --lr_init nan", "--lr_init"),
+    ("train.py", "--dataset synthetic --temperature inf", "--temperature"),
+    ("train.py", "--dataset synthetic --epochs ten", "--epochs"),
+    ("eval.py", "--load_path x.pt --resize_factor nan", "--resize_factor"),
+    ("diffusion_models/train_eval_ddpm.py", "--mode train --dataset synthetic --lr -inf", "--lr"),
+])
+def test_non_finite_and_malformed_numbers_are_refused_in_one_line(script, args, flag):
+    proc = subprocess.run([sys.executable, script, *args.split()], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: argument " + flag)
+
+
+def test_a_diverging_run_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    real = ContrastiveShiftLoss.forward
+    calls = {"n": 0}
+
+    def nan_after_first_epoch(self, *args):
+        calls["n"] += 1
+        if calls["n"] > 3:  # TINY runs 3 steps per epoch
+            raise FloatingPointError("non-finite loss: contrastive=nan, shift=1.386")
+        return real(self, *args)
+
+    monkeypatch.setattr(ContrastiveShiftLoss, "forward", nan_after_first_epoch)
+    cfg = train_cfg("--mode simclr_CSI --shift_trans_type rotation --epochs 3 --save_step 1", tmp_path / "run")
+    with pytest.raises(UserError) as err:
+        run_training(cfg, show_progress=False)
+    message = str(err.value)
+    assert "step 3" in message and "--lr_init" in message and str(tmp_path / "run" / "last.pt") in message
+    assert "\n" not in message
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
+
+
+def test_a_diverging_ddpm_stops_naming_the_step_and_keeps_last(tmp_path, monkeypatch):
+    trainer = DDPMTrainer(tiny_config(train_steps=2), tiny_data(), tmp_path, show_progress=False)
+    trainer.fit()
+    resumed = DDPMTrainer(tiny_config(train_steps=6, resume=True), tiny_data(), tmp_path, show_progress=False)
+    resumed.restore()
+    monkeypatch.setattr("diffusion_models.trainer.eps_l1", lambda *a: torch.full((4,), float("nan")))
+    with pytest.raises(UserError) as err:
+        resumed.fit()
+    assert "at step 2" in str(err.value) and "--lr" in str(err.value) and "last" in str(err.value)
+    assert load_ddpm(tmp_path / "last").meta.step == 2
