@@ -66,3 +66,19 @@ def test_a_diverging_ddpm_stops_naming_the_step_and_keeps_last(tmp_path, monkeyp
         resumed.fit()
     assert "at step 2" in str(err.value) and "--lr" in str(err.value) and "last" in str(err.value)
     assert load_ddpm(tmp_path / "last").meta.step == 2
+
+
+@pytest.mark.parametrize("change, flag", [
+    ("--mode simclr_DIA --shift_trans_type blurgaussian_rotation --kernel_size 3", "--mode/--shift_trans_type"),
+    ("--mode simclr_CSI --shift_trans_type rotation --width 8", "--width"),
+])
+def test_resume_refuses_flags_that_change_what_the_run_is(tmp_path, change, flag):
+    csi = "--mode simclr_CSI --shift_trans_type rotation"
+    stopped = run_training(train_cfg(f"{csi} --epochs 2", tmp_path / "a"), show_progress=False, stop_after_epoch=1)
+    with pytest.raises(UserError, match="--resume_path") as err:
+        run_training(train_cfg(f"{change} --epochs 2 --resume_path {stopped}", tmp_path / "a"), show_progress=False)
+    assert flag in str(err.value) and "new --logdir" in str(err.value)
+    # what may change on resume still does
+    run_training(train_cfg(f"{csi} --epochs 3 --val_every 2 --resume_path {stopped}", tmp_path / "a"),
+                 show_progress=False)
+    assert load_checkpoint(tmp_path / "a" / "last.pt")["epoch"] == 3

@@ -120,6 +120,7 @@ class Trainer:
                                map_location="cpu")
         if "optimizer" not in ckpt:
             raise UserError(f"--resume_path {path}: this checkpoint has no optimiser state (use last.pt)")
+        check_same_run(self.cfg, TrainConfig.from_dict(ckpt["config"]), path)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if ckpt.get("world_size", 1) == self.ctx.world_size:
@@ -186,6 +187,30 @@ class Trainer:
                 print(f"epoch {self.epoch:4d} | loss {result.metrics.get('loss', float('nan')):.4f} | "
                       f"{time.time() - t0:5.1f}s" + (f" | val AUROC {val:.4f}" if val is not None else ""),
                       flush=True)
+
+
+# What a run is: resuming may change --epochs, logging, validation and speed flags, never these.
+# flag -> (config section, field)
+RUN_IDENTITY = {
+    "--dataset": ("data", "dataset"), "--one_class_idx": ("data", "one_class_idx"),
+    "--normal_classes": ("data", "normal_classes"), "--split_seed": ("data", "split_seed"),
+    "--image_size": ("data", "image_size"), "--contamination_ratio": ("data", "contamination_ratio"),
+    "--mode/--shift_trans_type (dissolver)": ("dissolve", "method"),
+    "--mode/--shift_trans_type (shift)": ("shift", "kind"),
+    "--diffusion_model_path/--diffusion_checkpoint": ("dissolve", "checkpoint"),
+    "--model": ("model", "backbone"), "--width": ("model", "width"), "--loss_mode": ("loss", "mode"),
+    "--temperature": ("loss", "temperature"), "--batch_size": ("optim", "batch_size"),
+    "--optimizer": ("optim", "kind"), "--lr_init": ("optim", "lr_init"), "--seed": ("run", "seed"),
+}
+
+
+def check_same_run(cfg: TrainConfig, stored: TrainConfig, path: str) -> None:
+    """Refuse to resume a run under flags that change what it is (a CSI run continued as DIA, say)."""
+    for flag, (section, name) in RUN_IDENTITY.items():
+        new, old = getattr(getattr(cfg, section), name), getattr(getattr(stored, section), name)
+        if new != old:
+            raise UserError(f"--resume_path {path}: {flag} is {new!r} here but {old!r} in the checkpoint; "
+                            "resuming cannot change what the run is (use a new --logdir)")
 
 
 def diverged_message(what: str, lr_flag: str, last: Path) -> str:
