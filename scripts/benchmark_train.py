@@ -3,14 +3,16 @@
 Three configurations per image size:
 - ``upstream-like``: fp32, eager encoder, eager fp32 dissolver;
 - ``fast``: bf16 autocast + channels_last encoder (loss in fp32), dissolver UNet forward in bf16
-  captured with CUDA graphs (``torch.compile(mode="reduce-overhead")``); on a CPU only
-  channels_last applies (bf16 autocast and graphs are the CUDA path);
+  (train.py --amp --channels_last --dissolve_dtype bf16), on CUDA also captured with CUDA graphs
+  (``torch.compile(mode="reduce-overhead")``); bf16 only where the device computes it natively (a CPU
+  with AVX512-BF16 or AMX; elsewhere ``fast`` is channels_last alone);
 - ``fast+cache``: ``fast`` with the dissolve cache (every (image, flip, t) precomputed for
   ``--cache_images`` images; 28-64 px only).
 The sum of the parts (dissolve + augment + encoder fwd/bwd + optimiser) is printed beside the whole
 step, with their ratio, and each configuration's speed-up over upstream-like. ``--json`` writes it all.
 
     python scripts/benchmark_train.py                     # CPU: small sizes
+    python scripts/benchmark_train.py --batch 32 --width 64 --dim 64 --mults 1,2,4,8 --repeats 2   # CPU, paper nets
     python scripts/benchmark_train.py --sizes 32 224 --batch 32 --dim 64 --mults 1,2,4,8   # GPU, paper sizes
 """
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.augment import SimCLRAugment  # noqa: E402
+from common.device import native_bf16  # noqa: E402
 from diffusion_models.dissolve_cache import DissolveCache  # noqa: E402
 from diffusion_models.dissolver import Dissolver  # noqa: E402
 from diffusion_models.unet import build_scheduler, build_unet  # noqa: E402
@@ -59,8 +62,9 @@ def build(size: int, args, device: torch.device, config: str):
     fast, gpu = config != "upstream-like", device.type == "cuda"
     torch.manual_seed(0)
     unet = build_unet(args.dim, tuple(args.mults), 32).to(device).eval()
+    bf16 = fast and native_bf16(device)
     dissolver = Dissolver(unet, build_scheduler().alphas_cumprod, image_size=size, resolution=32,
-                          unet_dtype="bf16" if fast and gpu else "fp32", graphs=fast and gpu).to(device)
+                          unet_dtype="bf16" if bf16 else "fp32", graphs=fast and gpu).to(device)
     images = torch.rand(max(args.batch, args.cache_images), 3, size, size, device=device)
     if config == "fast+cache":  # one batched pass over the table: no graph capture needed
         dissolver.graphs = False
@@ -73,6 +77,7 @@ def build(size: int, args, device: torch.device, config: str):
 
 def bench(size: int, args, device: torch.device, config: str) -> dict:
     fast, gpu = config != "upstream-like", device.type == "cuda"
+    bf16 = fast and native_bf16(device)
     dissolver, model, images = build(size, args, device, config)
     augment = SimCLRAugment().to(device)
     loss_fn = ContrastiveShiftLoss(n_branches=3)
@@ -84,7 +89,7 @@ def bench(size: int, args, device: torch.device, config: str) -> dict:
                                  dissolve=dissolver, generator=gen, index=index)
 
     def encoder_step(images, labels):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast and gpu):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             out = model(images.contiguous(memory_format=torch.channels_last) if fast else images)
         terms = loss_fn(out.projection.float(), out.shift_logits.float(), labels)
         opt.zero_grad(set_to_none=True)
@@ -139,7 +144,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     device, gpu = args.device, args.device.type == "cuda"
-    name = torch.cuda.get_device_name(device) if gpu else f"CPU ({torch.get_num_threads()} threads)"
+    name = torch.cuda.get_device_name(device) if gpu else f"{cpu_model()} ({torch.get_num_threads()} threads)"
+    print(f"bf16 in 'fast': {'yes' if native_bf16(device) else 'no (not native here)'}")
     print(f"device: {name} | torch {torch.__version__} | B={args.batch} K=4 width={args.width} "
           f"DDPM dim={args.dim} mults={args.mults}")
     peak_name = "peak" if gpu else "peak RSS so far"
@@ -166,6 +172,17 @@ def main(argv=None) -> None:
                   f"{peak_name} {r['peak_gib']:.2f} GiB | parts(ms): {parts} | "
                   f"step / sum(parts) = {r['step_over_parts']:.2f}{speed}", flush=True)
             write_json(args, name, rows)  # after every row: a run stopped at a deadline keeps what it measured
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), for the tables."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "CPU"
 
 
 def write_json(args, device_name: str, rows: list[dict]) -> None:

@@ -38,3 +38,16 @@ def test_benchmark_train_prints_step_time_and_ratio(tmp_path):
     rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
     assert [r["config"] for r in rows] == ["upstream-like", "fast", "fast+cache"]
     assert all(r["step_ms"] > 0 and r["images_per_s"] > 0 for r in rows)
+
+
+def test_benchmark_ddpm_prints_images_per_second_and_the_ratio_to_fp32(tmp_path):
+    out = run_script("benchmark_ddpm.py", "--dim", "8", "--mults", "1,2", "--batch", "2", "--repeats", "1",
+                     "--warmup", "1", "--settings", "fp32", "bf16", "--device", "cpu", "--json", str(tmp_path / "d.json"))
+    rows = json.loads((tmp_path / "d.json").read_text())["rows"]
+    assert [r["setting"] for r in rows] == ["fp32", "bf16"]
+    assert rows[0]["images_per_s"] > 0 and re.search(r"fp32\s+[\d.]+ ms/step \|\s+[\d.]+ images/s", out), out
+    from common.device import native_bf16  # bf16 is measured where the CPU has it natively, else says why not
+    if native_bf16(__import__("torch").device("cpu")):
+        assert rows[1]["images_per_s"] > 0 and re.search(r"bf16 .* x[\d.]+ vs fp32", out), out
+    else:
+        assert "no native bf16" in rows[1]["skipped"], out
