@@ -50,3 +50,13 @@ def test_curves_script_writes_the_tables_and_the_factor_at_matched_steps(tmp_pat
     factor_rows = [line for line in text.split("## Own-class factor")[1].splitlines() if line.startswith("| ")]
     assert [row.split(" | ")[0] for row in factor_rows[1:]] == ["| 2", "| 4"]  # after the header
     assert (tmp_path / "curves" / "curves.png").stat().st_size > 0
+
+
+def test_the_rule_picks_the_highest_factor_and_prefers_an_earlier_near_tie():
+    sys.path.insert(0, str(REPO / "scripts" / "studies"))
+    from ddpm_curves import pick_step
+
+    rows = [{"step": s, "factor_t50": f} for s, f in ((250, 1.00), (500, 1.10), (750, 1.13), (1000, 1.134))]
+    assert pick_step(rows) == 750  # 1.13 is within 0.005 of 1.134
+    assert pick_step(rows, tolerance=0.0) == 1000
+    assert pick_step(rows, max_step=500) == 500

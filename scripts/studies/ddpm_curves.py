@@ -49,6 +49,16 @@ def factor_rows(a: list[CheckpointRow], b: list[CheckpointRow]) -> list[dict]:
     return out
 
 
+def pick_step(factors: list[dict], t: str = "50", tolerance: float = 0.005, max_step: int | None = None) -> int:
+    """The study's rule (docs/studies/long_ddpm.md): the matched step with the highest own-class factor at ``t``;
+    a step within ``tolerance`` of the highest loses to an earlier one. Validation figures only."""
+    rows = [r for r in factors if max_step is None or r["step"] <= max_step]
+    if not rows:
+        raise SystemExit("error: the two runs share no kept step")
+    best = max(r[f"factor_t{t}"] for r in rows)
+    return min(r["step"] for r in rows if r[f"factor_t{t}"] >= best - tolerance)
+
+
 def factor_table(rows: list[dict]) -> list[str]:
     lines = ["| step | passes A | passes B | " + " | ".join(f"factor t={t}" for t in FACTOR_T) + " |",
              "|---|---|---|" + "---|" * len(FACTOR_T)]
@@ -89,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("run_b", type=Path)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--data_root", help="default: the one recorded in the checkpoints")
+    p.add_argument("--max_step", type=int, help="the rule looks at matched steps up to this one (default: all)")
     a = p.parse_args(argv)
     for run in (a.run_a, a.run_b):
         if not kept_steps(run):
@@ -104,6 +115,8 @@ def main(argv: list[str] | None = None) -> None:
         tmp.write_text("\n".join(text))
     plot([label_a, label_b], [rows_a, rows_b], factors, a.out / "curves.png")
     print("\n".join(factor_table(factors)))
+    print(f"rule (highest own-class factor at t=50, ties within 0.005 to the earlier step): step "
+          f"{pick_step(factors, max_step=a.max_step)} of {a.run_a}")
     print(f"wrote {a.out}/curves.{{json,md,png}}")
 
 
