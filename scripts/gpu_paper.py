@@ -170,15 +170,38 @@ def aggregate(runner: Runner, out: Path) -> dict:
 
 
 def stage(summary: dict, name: str, expected: float, runner: Runner, fn, *args) -> None:
-    """Run ``fn`` unless its expected time no longer fits; record its wall time either way."""
+    """Run ``fn`` unless its expected time no longer fits; record its wall time either way, and write the
+    summary so far, so a call killed at its limit still returns every stage that finished."""
     if runner.left() < expected:
         print(f"skip stage {name}: expected {expected:.0f} s, {runner.left():.0f} s left", flush=True)
         summary["stages"][name] = {"status": "skipped", "expected_s": round(expected), "left_s": round(runner.left())}
-        return
-    print(f"== stage {name} (expected {expected:.0f} s, {runner.left():.0f} s left)", flush=True)
-    t0 = time.time()
-    summary[name] = fn(*args)
-    summary["stages"][name] = {"status": "ran", "expected_s": round(expected), "wall_s": round(time.time() - t0, 1)}
+    else:
+        print(f"== stage {name} (expected {expected:.0f} s, {runner.left():.0f} s left)", flush=True)
+        t0 = time.time()
+        summary[name] = fn(*args)
+        summary["stages"][name] = {"status": "ran", "expected_s": round(expected),
+                                   "wall_s": round(time.time() - t0, 1)}
+    write_summary(summary, runner)
+
+
+def write_summary(summary: dict, runner: Runner) -> None:
+    """``<out>/gpu_paper.json``, atomically: every figure so far, the commands run and the wall time."""
+    summary["commands"] = runner.commands
+    summary["total_wall_s"] = round(time.time() - summary["t_start"], 1)
+    path = Path(summary["out"]) / "gpu_paper.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def refuse(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return 2
+
+
+def cuda_available() -> bool:
+    import torch  # here: the import takes seconds, and --help should not
+    return torch.cuda.is_available()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -186,7 +209,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true", help="CPU, toy size, one seed, built-in data")
     p.add_argument("--data_root", type=Path, default=REPO / "device_data",
                    help="folder searched for more <name>mnist.npz files (class 0 of each is run)")
-    p.add_argument("--work", type=Path, default=None, help="checkpoints and logs (default runs/gpu_paper[_smoke])")
+    p.add_argument("--work", type=Path, default=None,
+                   help="checkpoints and logs; must be new or empty (default: a new runs/gpu_paper_<scale>/<time>)")
     p.add_argument("--budget", type=float, default=None, help="seconds (default: 540, the 9-minute target)")
     p.add_argument("--jobs", type=int, default=None, help="processes at once on the device")
     p.add_argument("--skip", nargs="*", default=[], choices=["gpu tests", "benchmark"], help="stages to leave out")
@@ -200,20 +224,24 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.time()
     args = parse_args(argv)
     scale = SCALES["smoke" if args.smoke else "paper"]
+    if not args.smoke and not cuda_available():
+        return refuse("no CUDA device: the paper scale needs a GPU (bash scripts/gpu_paper.sh --smoke runs the "
+                      "same script on a CPU at toy size)")
+    work = args.work or REPO / "runs" / f"gpu_paper_{scale.name}" / time.strftime("%Y%m%d-%H%M%S")
+    if work.exists() and any(work.iterdir()):  # an old DDPM or report.json must never count as this call's
+        return refuse(f"--work {work} already holds a run: give a new or empty folder, or leave --work out")
     out = Path(os.environ.get("OUT") or REPO / "results" / "gpu")
-    work = args.work or REPO / "runs" / f"gpu_paper_{scale.name}"
     out.mkdir(parents=True, exist_ok=True)
     budget = args.budget or scale.budget_s
     runner = Runner(py=sys.executable, work=work, deadline=t_start + budget,
                     slots=threading.Semaphore(args.jobs or scale.jobs), env={"OMP_NUM_THREADS": "1"})
     env = environment()
     cuda = env["cuda"]
-    if not cuda and not args.smoke:
-        print("warning: no CUDA device: the paper scale will not fit its budget on a CPU (use --smoke)", flush=True)
     tasks = find_tasks(scale, REPO / "datasets" / "builtin", args.data_root)
     print("stage plan (expected seconds by the H100 figures):\n" + "\n".join(plan_lines(tasks, scale)), flush=True)
     summary: dict = {"scale": scale.name, "budget_s": budget, "environment": env, "plan": plan_lines(tasks, scale),
-                     "stages": {}}
+                     "stages": {}, "t_start": t_start, "out": str(out), "work": str(work)}
+    write_summary(summary, runner)
     if "gpu tests" not in args.skip:
         stage(summary, "gpu tests", FIXED_STAGES["gpu tests"], runner, gpu_tests, runner, scale)
     if "benchmark" not in args.skip:
@@ -226,9 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         stage(summary, "pipeline", expected, runner, pipeline, runner, scale, fitting, cuda)
     runner.deadline = max(runner.deadline, time.time() + 60)  # the table is always written
     stage(summary, "aggregate", FIXED_STAGES["aggregate"], runner, aggregate, runner, out)
-    summary["commands"] = runner.commands
-    summary["total_wall_s"] = round(time.time() - t_start, 1)
-    (out / "gpu_paper.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_summary(summary, runner)
+    (work / "logs").mkdir(parents=True, exist_ok=True)
     with tarfile.open(out / "logs.tar.gz", "w:gz") as tar:
         tar.add(work / "logs", arcname="logs")
     print(f"wrote {out / 'gpu_paper.json'}, table.md, paired.csv, logs.tar.gz in {summary['total_wall_s']} s")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -73,3 +74,33 @@ def test_the_demos_paper_preset_is_the_gpu_scripts_pipeline():
     assert _flag_map(arrays["DIA"] + ["--batch_size", "32"]) == _flag_map([*PAPER.train_flags, *PAPER.cuda_flags])
     assert _flag_map(arrays["DIA_ONLY"]) == _flag_map(list(PAPER.dia_flags))
     assert "--one_class_idx \"$CLS\"" in text and "CLS=1" in text and 1 in PAPER.breast_classes
+
+
+def _gpu_paper(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "scripts/gpu_paper.py", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_paper_scale_without_cuda_stops_at_once_in_one_line(tmp_path):
+    proc = _gpu_paper(tmp_path, "--work", str(tmp_path / "work"))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "no CUDA device" in lines[0] and "--smoke" in lines[0]
+    assert not (tmp_path / "work").exists()
+
+
+def test_a_work_folder_holding_an_earlier_run_is_refused(tmp_path):
+    (tmp_path / "work" / "ddpm").mkdir(parents=True)
+    proc = _gpu_paper(tmp_path, "--smoke", "--work", str(tmp_path / "work"))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "--work" in lines[0] and "already holds a run" in lines[0]
+
+
+def test_the_summary_is_written_after_every_stage_even_when_the_budget_skips_them(tmp_path):
+    proc = _gpu_paper(tmp_path, "--smoke", "--work", str(tmp_path / "work"), "--budget", "1",
+                      "--data_root", str(tmp_path / "none"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "out" / "gpu_paper.json").read_text())
+    assert summary["stages"]["gpu tests"]["status"] == "skipped" and "aggregate" in summary["stages"]
+    assert summary["total_wall_s"] > 0 and summary["work"] == str(tmp_path / "work")
