@@ -12,7 +12,7 @@ batch sizes and datasets (the paper's DDPM saw each image tens of thousands of t
 
 The **own-class factor** of two DDPMs trained on the two classes of a binary dataset, validated on the
 same images, is √(ratio_A · ratio_B) at a matched step: image content cancels, and a factor above 1 means
-each DDPM changes the class it did not see more, which is DIA's premise (docs/results.md).
+each DDPM changes the class it did not see more, which is DIA's premise (docs/studies/long_ddpm.md).
 """
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ Settings, measured one after the other in one run so their ratios compare like w
 
     python scripts/benchmark_ddpm.py --dim 32 --mults 1,2,4,8          # the long-DDPM study's UNet
     python scripts/benchmark_ddpm.py --dim 16 --mults 1,2,2 --settings fp32 bf16 compiled
+    python scripts/benchmark_ddpm.py --dim 16 --mults 1,2,2 --profile      # where an fp32 step's time goes
 """
 from __future__ import annotations
 
@@ -71,6 +72,21 @@ def measure(setting: str, args, device: torch.device) -> dict:
             "warmup_s": warm_s, "last_loss": losses[-1], "params": count_parameters(unet)}
 
 
+def profile(args, device: torch.device) -> None:
+    """torch.profiler over ``--repeats`` fp32 steps: the 12 ops with the most self time."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    torch.manual_seed(0)
+    step = step_fn(build_unet(args.dim, tuple(args.mults), 32).to(device).train(), device, args.batch, False)
+    for _ in range(args.warmup):
+        step()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(args.repeats):
+            step()
+    print(f"DDPM dim {args.dim} mults {args.mults}, B = {args.batch}, fp32, {args.repeats} steps:")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=60))
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dim", type=int, default=32)
@@ -81,8 +97,12 @@ def main(argv=None) -> None:
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS)
     p.add_argument("--device", default=None)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--profile", action="store_true", help="instead: the ops that take an fp32 step's time")
     args = p.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.profile:
+        profile(args, device)
+        return
     print(f"DDPM training step: dim {args.dim} mults {args.mults}, B = {args.batch}, 32 px | device {device} "
           f"({torch.get_num_threads()} threads, native bf16: {native_bf16(device)}) | torch {torch.__version__}")
     rows, base = [], None
