@@ -1,7 +1,7 @@
-"""SimCLR augmentation, per sample and vectorised on the input's device (METHOD.md §3, step 3).
+"""SimCLR augmentation, per sample and vectorised on the input's device.
 
 Applied to the whole stacked batch (2N or 3N rows) after shifting, and at
-evaluation time to build the test views (METHOD.md §4). In order:
+evaluation time to build the test views. In order:
 
 1. colour jitter with probability ``p_jitter`` per sample;
 2. grayscale with probability ``p_gray`` per sample;
@@ -12,11 +12,12 @@ All random parameters of a call come from **one** ``torch.rand`` draw of shape
 generator's draw is then copied to the input's device, a few hundred bytes);
 without one it uses the global RNG of the input's device. So a seeded generator
 gives the same views on any device and never touches the global random state,
-which evaluation requires (upstream Q6). Evaluation instead passes the (B, 10)
-draw as ``params``, drawn per image from that image's own generator, so a view
-does not depend on the rest of the batch (evals/features.py).
+which evaluation requires (upstream reseeded the global RNG per sample).
+Evaluation instead passes the (B, 10) draw as ``params``, drawn per image from
+that image's own generator, so a view does not depend on the rest of the batch
+(evals/features.py).
 
-Departures from upstream (§3.4 of upstream-behaviour.md), each harmless for
+Departures from upstream, each harmless for
 grayscale medical images and documented here rather than flagged:
 - jitter order is fixed (brightness, contrast, saturation, hue, as
   torchvision's fixed-order variant) instead of a random order per batch;

@@ -1,4 +1,4 @@
-"""Classifier checkpoints that describe themselves (STYLE habit 11).
+"""Classifier checkpoints that describe themselves.
 
 One file per checkpoint (``last.pt``, ``best.pt``) holding the format version,
 the full training config, the model's constructor values and weights, and,

@@ -19,12 +19,12 @@ from common.config import (AugmentConfig, DataConfig, DissolveConfig, EvalConfig
                            TrainConfig)
 from common.errors import UserError
 
-# --mode -> whether the dissolved branch exists (METHOD §3).
+# --mode -> whether the dissolved branch exists (DIA: three branches, CSI: two).
 TRAIN_MODES = {"simclr_CSI": False, "simclr_DIA": True}
 
 # --shift_trans_type -> (dissolve method, shift kind), spelled <dissolver prefix>_<shift>; the prefix names a
 # DissolveMethod. "identity" (no prefix) is upstream's behaviour for simclr_DIA with a plain shift (the third
-# branch is one more flipped view, upstream-behaviour Q3); "resize" is the "resize only" column of paper
+# branch is one more flipped view, as upstream's code does); "resize" is the "resize only" column of paper
 # Table 8 (upstream's blurnone); "noise" is additive Gaussian noise (the reviewers' question).
 DISSOLVER_PREFIXES = {"": "identity", "diffusion": "ddpm", "blurgaussian": "gaussian", "blurmedian": "median",
                       "blurnone": "resize", "noise": "noise"}
@@ -118,7 +118,7 @@ def build_train_parser() -> argparse.ArgumentParser:
     p.add_argument("--diffusion_weights", choices=["auto", "ema", "raw"], default="auto",
                    help="DDPM weights; auto = the better on validation epsilon-loss (upstream: raw)")
     p.add_argument("--diffusion_input_range", choices=["normalized", "upstream"], default="normalized",
-                   help="upstream feeds [0,1] images to the [-1,1] DDPM (quirk Q1)")
+                   help="upstream feeds [0,1] images to the [-1,1] DDPM (an upstream quirk)")
     p.add_argument("--kernel_size", type=int, default=7, help="blur kernel for blurgaussian/blurmedian")
     p.add_argument("--noise_std", type=finite_float, default=0.1,
                    help="noise_*: std of the additive Gaussian noise, in [0, 1] pixel units")
@@ -171,7 +171,7 @@ def _data_config(args: argparse.Namespace, contamination: float = 0.0) -> DataCo
 
 
 def auto_logdir(args: argparse.Namespace) -> str:
-    """Upstream's run name plus a timestamp, so reruns never collide (or prompt, Q20)."""
+    """Upstream's run name plus a timestamp, so reruns never collide (upstream asks before overwriting)."""
     cls = "default" if args.one_class_idx is None else args.one_class_idx
     name = f"{args.dataset}_{args.model}_{args.mode}_{args.shift_trans_type}_one_class_{cls}"
     if args.suffix:
@@ -230,7 +230,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
-# eval.py --shift_trans_type: the shift used at test time (no dissolving, METHOD §4).
+# eval.py --shift_trans_type: the shift used at test time (no dissolving at test time).
 EVAL_SHIFTS = {name: kind for name, (_, kind) in SHIFT_TRANS_TYPES.items()}
 
 

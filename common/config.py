@@ -206,7 +206,7 @@ class TrainConfig:
 
     @property
     def n_branches(self) -> int:
-        """CSI contrasts two views; DIA adds the dissolved branch (METHOD §3)."""
+        """CSI contrasts two views; DIA adds the dissolved branch."""
         return 3 if self.dissolve.enabled else 2
 
     def to_dict(self) -> dict:

@@ -1,4 +1,4 @@
-"""Shift transformations and their labels (METHOD.md §3 "Shifts", step 1).
+"""Shift transformations and their labels.
 
 CSI/DIA treat each of K = 4 shifted copies of an image as a different sample
 (a negative in the contrastive loss) and train a head to recognise the shift.

@@ -1,4 +1,4 @@
-"""Data layer: one table of dataset facts and honest one-class splits (docs/ARCHITECTURE.md, METHOD.md §5).
+"""Data layer: one table of dataset facts and honest one-class splits (docs/ARCHITECTURE.md).
 
 Importing builds the spec table only (its MedMNIST rows, and medmnist itself, on first use);
 nothing is read until ``load_one_class_split``.

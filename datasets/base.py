@@ -40,7 +40,7 @@ def fit_image(x: torch.Tensor, size: int) -> torch.Tensor:
     """(C, H, W) float in [0, 1], C in {1, 3} -> (3, size, size) float in [0, 1].
 
     Bilinear with antialias, as torchvision's Resize on PIL images that upstream
-    used for its 224 px sets (upstream-behaviour.md §5).
+    used for its 224 px sets.
     """
     if x.shape[0] == 1:
         x = x.expand(3, -1, -1)

@@ -3,7 +3,7 @@
 Every image file is listed, never decoded, here; decoding happens per item in
 ``FileImageDataset`` (RGB, resized to S with bilinear antialias). Sets with
 ``<root>/{train,test}/`` keep that official test split; the others get a seeded,
-stratified 7:3 split kept in a manifest (datasets/manifest.py, METHOD.md §5).
+stratified 7:3 split kept in a manifest (datasets/manifest.py).
 """
 from __future__ import annotations
 

@@ -71,7 +71,7 @@ def load_one_class_split(dataset: str, data_root: str | Path | None, one_class_i
                          image_size: int | None = None, normal_classes: Sequence[str] | None = None,
                          contamination_ratio: float = 0.0, seed: int = 0, download: bool = False,
                          val_fraction: float = 0.1) -> OneClassSplit:
-    """Load ``dataset`` from ``data_root`` as a one-class split (docs/ARCHITECTURE.md, METHOD.md §5).
+    """Load ``dataset`` from ``data_root`` as a one-class split (docs/ARCHITECTURE.md).
 
     one_class_idx: index into the dataset's classes (see ``DATASETS[dataset].classes``);
         None -> the dataset's default normal class, a UserError where there is none.

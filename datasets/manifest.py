@@ -1,6 +1,6 @@
 """The seeded 7:3 train/test split of datasets without an official test split, kept in a manifest.
 
-The paper's APTOS, Kvasir and COVID numbers use random 7:3 splits (METHOD.md §5).
+The paper's APTOS, Kvasir and COVID numbers use random 7:3 splits.
 The first load writes the split (relative paths) to ``dia_split_seed<seed>.json``
 in the data root, or under ``~/.cache/dia/<hash of the root>/`` when the root is
 read-only; later loads reuse it, so every run on that root sees the same split.

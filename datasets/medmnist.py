@@ -1,4 +1,4 @@
-"""MedMNIST 2-D flags, read offline from the official npz file (METHOD.md §5).
+"""MedMNIST 2-D flags, read offline from the official npz file.
 
 ``<data_root>/<flag>.npz`` holds ``{train,val,test}_images`` (uint8 (N, 28, 28)
 gray or (N, 28, 28, 3) RGB) and ``{train,val,test}_labels`` (N, 1), or (N, L)

@@ -1,11 +1,11 @@
 """One table of dataset facts: name -> source, loader kind, classes, default normal class, size.
 
-The normal class of every dataset is declared here and nowhere else (STYLE.md
-habit 14; METHOD.md §5). ``classes[i]`` is what ``--one_class_idx i`` makes
-normal: a tuple of fine class names (MedMNIST label names, folder names, APTOS
-grades); every other class of the dataset is anomalous. For the folder-based
-medical sets index 0 is the normal group, as upstream maps it (upstream §5), so
-the paper's ``--one_class_idx 0`` commands keep their meaning.
+The normal class of every dataset is declared here and nowhere else.
+``classes[i]`` is what ``--one_class_idx i`` makes normal: a tuple of fine
+class names (MedMNIST label names, folder names, APTOS grades); every other
+class of the dataset is anomalous. For the folder-based medical sets index 0 is
+the normal group, as upstream maps it, so the paper's ``--one_class_idx 0``
+commands keep their meaning.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class DatasetSpec:
         return tuple(name for group in self.classes for name in group)
 
 
-# MedMNIST default normal classes (METHOD.md §5): 0 = normal chest X-ray;
+# MedMNIST default normal classes: 0 = normal chest X-ray;
 # BreastMNIST 1 = normal+benign (upstream trains on 0, malignant: pass --one_class_idx 0).
 _MEDMNIST_NORMAL = {"pneumoniamnist": 0, "breastmnist": 1}
 MEDMNIST_PLUS_SIZES = (64, 128, 224)
@@ -62,7 +62,7 @@ def _singletons(names) -> tuple[tuple[str, ...], ...]:
 
 
 def _medmnist_spec(flag: str, info: dict) -> DatasetSpec:
-    """A 2-D MedMNIST flag; multi-label flags (chestmnist) become binary any(label) (upstream §5)."""
+    """A 2-D MedMNIST flag; multi-label flags (chestmnist) become binary any(label), as upstream."""
     if info["task"].startswith("multi-label"):
         classes = (("no finding",), ("any finding",))
     else:

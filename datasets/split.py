@@ -2,7 +2,7 @@
 
 Every loader returns :class:`RawSplits` (images with fine class labels, before
 any normal class is chosen); :func:`make_one_class_split` turns it into the
-:class:`OneClassSplit` that training and evaluation read (METHOD.md §3-5):
+:class:`OneClassSplit` that training and evaluation read:
 
 - train: normal images only, plus ``contamination_ratio`` anomalous ones (paper Table 10);
 - val: the official validation split, or ``val_fraction`` of every train class
@@ -99,7 +99,7 @@ def stratified_pick(labels: np.ndarray, fraction: float, rng: np.random.Generato
 
 
 def contamination_count(ratio: float, n_normal: int) -> int:
-    """Anomalous images to add so they make up ``ratio`` of train: int(r·n/(1−r)) (upstream §3.10)."""
+    """Anomalous images to add so they make up ``ratio`` of train: int(r·n/(1−r)), as upstream."""
     return int(ratio * n_normal / (1.0 - ratio))
 
 

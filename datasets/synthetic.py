@@ -4,7 +4,7 @@ A normal image is a smooth texture: a few random low-frequency sinusoids per
 image, lightly tinted per channel, plus faint pixel noise. An anomalous image
 is a normal one with a single tiny lesion: a 2-4 px square that is brighter or
 darker than the texture around it. Everything else is identical, so the
-anomaly is a small local detail, the fine-grained case DIA targets (METHOD.md).
+anomaly is a small local detail, the fine-grained case DIA targets.
 """
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
-"""Heuristic dissolvers: Gaussian and median blur (the paper's ablation, METHOD.md §2).
+"""Heuristic dissolvers: Gaussian and median blur (the paper's ablation).
 
 Same interface and geometry as the diffusion dissolver: down-sample to the
 DDPM resolution, filter, up-sample back, so that the only difference from
 :class:`~diffusion_models.dissolver.Dissolver` is the filter. Both filters pad
 with zeros, as upstream's (kornia's median blur always does; upstream's
-Gaussian convolution did too, upstream-behaviour §1.6).
+Gaussian convolution did too).
 """
 from __future__ import annotations
 

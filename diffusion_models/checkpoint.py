@@ -1,4 +1,4 @@
-"""DDPM checkpoints: a folder that rebuilds its own model (METHOD.md §1, STYLE habit 11).
+"""DDPM checkpoints: a folder that rebuilds its own model.
 
 Layout of one checkpoint folder::
 
@@ -37,7 +37,7 @@ class ValLosses:
     """Mean ε-L1 on normal validation images, for the raw and EMA weights.
 
     ``*_all``: t uniform over [0, T); ``*_dissolve``: t uniform over [30, 100),
-    the range the dissolver uses (METHOD §2), which is what selection uses.
+    the range the dissolver uses, which is what selection uses.
     """
 
     raw_all: float
@@ -113,7 +113,7 @@ class DDPMCheckpoint:
     meta: DDPMMeta
 
     def weights(self, which: Weights | Literal["auto"]) -> UNet2DModel:
-        """``"auto"`` picks the weights that measured better on validation (METHOD §2)."""
+        """``"auto"`` picks the weights that measured better on validation."""
         table = {"raw": self.unet, "ema": self.unet_ema}
         key = self.meta.val.preferred if which == "auto" else which
         if key not in table:

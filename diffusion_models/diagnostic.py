@@ -1,7 +1,7 @@
-"""Does the DDPM dissolve anomalies more? The premise of DIA, measured on validation images (issue 13 §1).
+"""Does the DDPM dissolve anomalies more? The premise of DIA, measured on validation images.
 
 A DDPM trained on normal images should treat the fine detail of *anomalous*
-images more as noise, so one dissolving step (METHOD §2, the clamped one-step
+images more as noise, so one dissolving step (the clamped one-step
 x̂₀ at a fixed t, at the DDPM resolution) should change them more:
 
     change_t(X) = mean over x ∈ X of mean |x − x̂₀(x, t)|      (pixel units, [0, 1] scale)

@@ -1,6 +1,6 @@
-"""Every dissolved version of a small training set, computed once (issue 14, ``--dissolve_cache``).
+"""Every dissolved version of a small training set, computed once (``--dissolve_cache``, docs/gpu.md).
 
-x̂₀ is a deterministic function of (image, flip, t) with t an integer in [t_min, t_max] (METHOD §2),
+x̂₀ is a deterministic function of (image, flip, t) with t an integer in [t_min, t_max],
 so for N training images there are only 2·(t_max − t_min + 1)·N distinct dissolved images:
 BreastMNIST's 399 normal images at t ∈ [30, 99] need 55,860 UNet forwards, seconds on a GPU.
 A training step then indexes the table instead of running the UNet. The lookup draws the flip

@@ -1,4 +1,4 @@
-"""The dissolving transform: one frozen reverse-diffusion step (METHOD.md §2).
+"""The dissolving transform: one frozen reverse-diffusion step (README.md, "DDPM and the dissolver").
 
 For a clean image x the pretrained ε-network is run once at a small t, as if
 x were already x_t, and the one-step estimate of x₀ is kept:
@@ -33,9 +33,9 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-# (into the model, out of the model). "upstream" reproduces quirk Q1: [0, 1]
+# (into the model, out of the model). "upstream" reproduces upstream's quirk: [0, 1]
 # images go straight into the [−1, 1] DDPM and the clamped [−1, 1] estimate is
-# returned as is (upstream-behaviour §1.4).
+# returned as is.
 INPUT_RANGES: dict[str, tuple[Callable, Callable]] = {
     "normalized": (lambda x: 2 * x - 1, lambda y: (y + 1) / 2),
     "upstream": (_identity, _identity),
@@ -59,9 +59,9 @@ def draw_t(n: int, t_range: tuple[int, int], per_sample: bool, generator: torch.
 class Dissolver(nn.Module):
     """Frozen single-step x̂₀ dissolver: (B, C, S, S) in [0, 1] → same shape in [0, 1].
 
-    ``input_range="upstream"`` returns [−1, 1] instead (quirk Q1). ``t_range``
+    ``input_range="upstream"`` returns [−1, 1] instead (upstream's [0, 1] feed). ``t_range``
     is inclusive; t is drawn per sample or once per call (upstream: once per
-    batch and shift, Q17). The UNet is frozen: no gradients, always eval mode.
+    batch and shift). The UNet is frozen: no gradients, always eval mode.
     """
 
     def __init__(self, unet: nn.Module, alphas_cumprod: torch.Tensor, image_size: int, resolution: int,

@@ -1,4 +1,4 @@
-"""Additive Gaussian noise as a dissolver: the ICLR reviewers' question (issue 13 §3).
+"""Additive Gaussian noise as a dissolver: the ICLR reviewers' question.
 
 Would plain additive noise dissolve fine detail as well as the DDPM? Same
 interface and geometry as the blurs and the diffusion dissolver (down-sample to

@@ -1,8 +1,8 @@
-"""Bring images to the DDPM resolution and back (METHOD.md §1 data, §2 steps 1 and 5).
+"""Bring images to the DDPM resolution and back.
 
 The DDPM sees R×R images (R = 32 by default). MedMNIST's 28-px images are
 zero-padded to 32 and centre-cropped back, as upstream does (it asserts R = 32
-for MedMNIST, upstream-behaviour §1.3); every other size is resized to R and
+for MedMNIST); every other size is resized to R and
 back, bilinear with antialias. The same geometry serves DDPM training, the
 diffusion dissolver and the blur dissolvers, so all three see the same pixels.
 """

@@ -1,4 +1,4 @@
-"""DDPM pretraining on the normal class: loop, EMA, validation, checkpoints (METHOD.md §1).
+"""DDPM pretraining on the normal class: loop, EMA, validation, checkpoints (README, "DDPM and the dissolver").
 
 One optimiser step = ``grad_accum`` micro-batches of ``batch_size`` normal
 training images (random horizontal flip only, in [−1, 1]), t ~ U{0, …,
@@ -38,7 +38,7 @@ from diffusion_models.resample import Resampler
 from diffusion_models.unet import (DISSOLVE_T, GROUPS, NUM_TRAIN_TIMESTEPS, build_scheduler, build_unet,
                                    count_parameters, eps_l1, make_probe, probe_loss)
 
-# ema-pytorch's defaults behind the paper's trainer (METHOD §1): the EMA copies the weights during the first
+# ema-pytorch's defaults behind the paper's trainer: the EMA copies the weights during the first
 # EMA_WARMUP_STEPS training steps, then its decay at training step s is 1 − (1 + s − 101)^(−2/3), capped.
 EMA_WARMUP_STEPS = 100
 EMA_POWER = 2 / 3

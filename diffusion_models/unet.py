@@ -1,4 +1,4 @@
-"""The DDPM's ε-network, its noise schedule and its ε-objective (METHOD.md §1).
+"""The DDPM's ε-network, its noise schedule and its ε-objective.
 
 The network is diffusers' ``UNet2DModel``; the schedule is the cosine schedule
 with T = 1000 (``squaredcos_cap_v2``, identical to upstream's betas). Images
@@ -15,7 +15,7 @@ NUM_TRAIN_TIMESTEPS = 1000
 GROUPS = 8  # GroupNorm groups, as upstream's resnet_block_groups
 HEAD_DIM = 32  # attention head width, as upstream (4 heads x 32)
 MAX_ATTN_PX = 16  # no full attention on feature maps larger than this (quadratic cost)
-DISSOLVE_T = (30, 100)  # the t range the dissolver uses by default, half-open (METHOD §2)
+DISSOLVE_T = (30, 100)  # the t range the dissolver uses by default, half-open
 
 
 def attention_levels(n_levels: int, resolution: int) -> list[bool]:

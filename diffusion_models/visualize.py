@@ -1,8 +1,8 @@
-"""``--mode eval``: pictures and numbers a person looks at to judge a DDPM (METHOD.md §1).
+"""``--mode eval``: pictures and numbers a person looks at to judge a DDPM.
 
 Writes into ``<checkpoint>/eval/`` (or ``out_dir``):
 - ``dissolve_{raw,ema}.png``: rows are validation images (normal, then
-  anomalous), columns the one-step x̂₀ of METHOD §2 at t ∈ {0, 50, …, 800};
+  anomalous), columns the dissolver's one-step x̂₀ at t ∈ {0, 50, …, 800};
 - ``dissolve_diff_{raw,ema}.png``: |x̂₀ − x|, each cell scaled to its own
   maximum (printed under it), because at t ≤ 100 the change is too small to
   see directly;

@@ -1,4 +1,4 @@
-"""Evaluation: test-time features, the CSI score, metrics and the report (METHOD.md §4).
+"""Evaluation: test-time features, the CSI score, metrics and the report.
 
     features = extract_features(model, loader, ...)          # evals.features
     scorer = CSIScorer("CSI").fit(train_features)             # evals.csi_score

@@ -1,4 +1,4 @@
-"""The normal/anomalous decision, calibrated on validation (METHOD.md §4: thresholds use the
+"""The normal/anomalous decision, calibrated on validation (thresholds use the
 validation split, never test).
 
 CSI scores are higher = more normal, so an image is flagged when its score falls below τ:
@@ -210,7 +210,7 @@ def weights_fingerprint(state_dict: dict[str, Tensor]) -> str:
 
 @dataclass(frozen=True)
 class ViewSettings:
-    """The test-time views eval.py drew for the splits it scored (METHOD §4); predict draws the same.
+    """The test-time views eval.py drew for the splits it scored; predict draws the same.
 
     seed: the view seed of a scored split (the bank has its own); with each image's key it fixes
     that image's views (evals/view_keys.py). batch_size: eval.py's loader batch, predict's

@@ -1,11 +1,11 @@
-"""The CSI score: nearest-neighbour similarity plus shift confidence (METHOD.md §4).
+"""The CSI score: nearest-neighbour similarity plus shift confidence.
 
     score(x) = (1/K) Σ_k [ λ_sim,k · max_m ⟨z̄_k(x), dir_k(m)⟩ + λ_shi,k · ḡ_k(x)[k] ]
 
 with dir_k(m) = z̄_k(m) / (‖z̄_k(m)‖ + 1e-8), λ_sim,k = 1 / mean_m ‖z̄_k(m)‖ and
 λ_shi,k = 1 / mean_m ḡ_k(m)[k], all from the normal training bank. The inner
 product with a unit train direction is cosine × ‖z̄_k(x)‖, CSI's "cosine times
-norm" (upstream-behaviour.md §4.4); the λ weights put both terms on the scale of
+norm"; the λ weights put both terms on the scale of
 the training set. Higher means more normal.
 
 Fitting and scoring are kept apart from feature extraction: the scorer only
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 ScoreKind = Literal["CSI", "simclr", "shift"]
 
 # Which of the two terms (similarity, shift) each --ood_score keeps. "simclr"
-# and "shift" are the ablations; upstream's "simclr" crashes with K = 4 (Q18).
+# and "shift" are the ablations; upstream's "simclr" crashes with K = 4.
 SCORE_TERMS: dict[str, tuple[bool, bool]] = {
     "CSI": (True, True),
     "simclr": (True, False),

@@ -1,15 +1,15 @@
-"""Test-time features for the CSI score (METHOD.md §4, upstream-behaviour.md §4.2).
+"""Test-time features for the CSI score.
 
 Every image is seen ``n_samples`` times under each of the K shifts; each view
 gets a fresh random horizontal flip and a SimCLR augmentation, and no
 dissolving. The encoder's 128-d projection and K shift logits are averaged
 over the samples *before* any scoring, because the CSI score takes the max over
-the training bank of the averaged feature (METHOD.md §4, "Averaging").
+the training bank of the averaged feature.
 
 Every image has its own stream of views: all its random parameters are drawn at
 once from a generator seeded from (seed, its key) (evals/view_keys.py), never
-from the global RNG (METHOD.md §4; upstream instead reset every global RNG per
-sample, Q6). An image's features therefore do not depend on the other images:
+from the global RNG (upstream instead reset every global RNG per
+sample). An image's features therefore do not depend on the other images:
 batch size, batch position, order and torchrun shard leave them unchanged (up
 to float rounding in the batched forward). The augmentation itself stays one
 batched call per sample, fed the pre-drawn parameters.
@@ -87,7 +87,7 @@ def shift_views(x: Tensor, shift_kind: str, K: int, flip: Tensor) -> Tensor:
     x: (B, 3, H, W) in [0, 1]; flip: (B, K) bool, whether image i is flipped under
     shift k. Returns (K·B, 3, H, W) in [0, 1], k-major: row k·B + i is image i,
     flipped where flip[i, k], under shift k. Each (k, i) has its own flip, as
-    upstream draws one hflip per shift (upstream-behaviour.md §4.2); the flip
+    upstream draws one hflip per shift; the flip
     comes before the shift, as in training.
     """
     return torch.cat([apply_shift(hflip_where(x, flip[:, k]), k, shift_kind) for k in range(K)])

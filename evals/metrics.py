@@ -1,12 +1,12 @@
-"""Detection metrics for CSI scores (METHOD.md §4, "Metrics").
+"""Detection metrics for CSI scores.
 
 Conventions, fixed for the whole project:
 - ``scores``: (n,) float, **higher = more normal** (the CSI score).
 - ``is_anomaly``: (n,) int, 1 for anomalous and 0 for normal test images.
-- AUROC takes the normal images as positives, as upstream does
-  (upstream-behaviour.md §4.5); AUPR takes the anomalies as positives, the
+- AUROC takes the normal images as positives, as upstream does;
+  AUPR takes the anomalies as positives, the
   usual choice when the anomalies are the class one searches for.
-Test labels enter the pipeline here and nowhere earlier (STYLE.md, habit 12).
+Test labels enter the pipeline here and nowhere earlier.
 Bad inputs are programming errors, not user input, so they raise ``ValueError``.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Feature bank -> fitted scorer -> scores: the one path shared by in-training
 validation, ``eval.py`` and ``predict``.
 
-The bank is the normal training set (METHOD §4). Bank and target use separate
+The bank is the normal training set. Bank and target use separate
 seeds, and every image its own stream of views (evals/view_keys.py), so a target
 image's views depend on neither the bank nor the other targets, and the global
 random state is never touched.

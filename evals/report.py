@@ -1,4 +1,4 @@
-"""Evaluation report: what a person reads after ``eval.py`` (METHOD.md §4, "Output").
+"""Evaluation report: what a person reads after ``eval.py``.
 
 One folder holds ``report.json`` (checkpoint, config, metrics, score quantiles,
 counts, time), ``scores.csv`` (one row per test image), ``roc.png`` and

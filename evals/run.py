@@ -62,7 +62,7 @@ class EvalSetup:
     feature_kwargs: dict  # evals.pipeline.features_of's arguments besides the seed
 
     def bank_scorer(self, score: str, seed: int) -> CSIScorer:
-        """The scorer fitted on the normal training images (METHOD §4, "Feature bank")."""
+        """The scorer fitted on the normal training images (the feature bank)."""
         bank = features_of(self.model, normal_only(self.split.train), seed=seed, **self.feature_kwargs)
         return fit_scorer(bank, score)
 

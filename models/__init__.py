@@ -1,4 +1,4 @@
-"""Encoders for CSI/DIA: ResNet-18 backbones and the CSI heads (METHOD.md §3, step 4)."""
+"""Encoders for CSI/DIA: ResNet-18 backbones and the CSI heads."""
 from models.csi_net import CSINet, EncoderOutput, build_model
 from models.resnet import BACKBONES
 

@@ -1,4 +1,4 @@
-"""CSINet: backbone + projection head + shift head (METHOD.md §3, step 4).
+"""CSINet: backbone + projection head + shift head.
 
 One forward pass gives the three outputs both training and the CSI score use:
 the penultimate feature, the projection for the contrastive loss and the
@@ -22,7 +22,7 @@ class EncoderOutput(NamedTuple):
 
     features:     (B, 8·width) pooled backbone features.
     projection:   (B, proj_dim), **not** normalised; the loss and the CSI score
-                  normalise or average it themselves (METHOD.md §3.5, §4).
+                  normalise or average it themselves.
     shift_logits: (B, n_shifts) raw logits of the shift classifier.
     """
 
@@ -37,7 +37,7 @@ def projection_head(in_dim: int, proj_dim: int) -> nn.Sequential:
 
 
 def normalize_input(x: torch.Tensor) -> torch.Tensor:
-    """[0, 1] -> [-1, 1] via (x − 0.5)/0.5, done inside the model as upstream (METHOD.md §3.4)."""
+    """[0, 1] -> [-1, 1] via (x − 0.5)/0.5, done inside the model as upstream."""
     return (x - 0.5) / 0.5
 
 

@@ -1,4 +1,4 @@
-"""ResNet-18 backbones with a width option and two stems (METHOD.md §3, step 4).
+"""ResNet-18 backbones with a width option and two stems.
 
 The residual blocks are torchvision's ``BasicBlock``; only the stem and the
 channel widths are ours. torchvision's own ``ResNet`` fixes the widths at

@@ -28,8 +28,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for evals
 from evals.metrics import auroc_rows, paired_bootstrap  # noqa: E402
 
-# Published AUROCs (shared docs PAPER_RESULTS.md), keyed (table, dataset_c<class>, variant).
-# The paper's BreastMNIST runs train on class 0 (malignant as "normal", upstream quirk Q16).
+# Published AUROCs (the paper's tables), keyed (table, dataset_c<class>, variant).
+# The paper's BreastMNIST runs train on class 0 (malignant as "normal", as upstream's code does).
 _MAIN = {"pneumoniamnist_c0": (0.834, 0.903), "breastmnist_c0": (0.546, 0.750), "covid_c0": (0.785, 0.851),
          "kvasir_c0": (0.609, 0.860), "retina_c0": (0.803, 0.944), "aptos_c0": (0.927, 0.934)}
 _KERNEL = {"pneumoniamnist_c0": ((0.845, 0.839, 0.856), (0.779, 0.872, 0.678)),
@@ -71,7 +71,7 @@ def _paper_table() -> dict[tuple[str, str, str], float]:
 
 
 PAPER = _paper_table()
-# Tables that rerun a paper table under another setting (issue 13's CPU runs of Table 1) show its figures.
+# Tables that rerun a paper table under another setting (docs/results.md's CPU runs of Table 1) show its figures.
 TABLE_OF = {"paper_cpu": "main", "chest_cpu": "main"}
 
 

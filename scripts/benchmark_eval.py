@@ -1,5 +1,5 @@
 """Time a full CSI evaluation at PneumoniaMNIST size: a bank of 1,214 normal training
-images and 624 test images at 28 px, 10 samples x 4 shifts each (METHOD §4).
+images and 624 test images at 28 px, 10 samples x 4 shifts each.
 
     python scripts/benchmark_eval.py                 # ResNet-18 width 64, as the paper
     python scripts/benchmark_eval.py --width 16      # the narrow CPU model

@@ -1,10 +1,10 @@
-"""Does a DDPM dissolve the class it was NOT trained on more, once image content is factored out? (issue 13 §3)
+"""Does a DDPM dissolve the class it was NOT trained on more, once image content is factored out?
 
-The §1 ratio (mean |x − x̂₀| on anomalous / on normal validation images) mixes two things: how much fine detail
-each group of images carries (a median blur changes them by different amounts too, with no training at all),
-and what DIA relies on, that the DDPM has learnt the normal class and so changes other images more. On a
-binary dataset the two can be separated: train one DDPM on each class and validate both on the same images,
-with the roles swapped. If the change is content c(group) × strength(DDPM) × s for the DDPM's own class, then
+The dissolver diagnostic's ratio (mean |x − x̂₀| on anomalous / on normal validation images) mixes two things: how
+much fine detail each group of images carries (a median blur changes them by different amounts too, with no
+training at all), and what DIA relies on, that the DDPM has learnt the normal class and so changes other images
+more. On a binary dataset the two can be separated: train one DDPM on each class and validate both on the same
+images, with the roles swapped. If the change is content c(group) × strength(DDPM) × s for the DDPM's own class, then
     ratio_A = c(b) / (c(a) · s),   ratio_B = c(a) / (c(b) · s),   so   √(ratio_A · ratio_B) = 1 / s:
 the **own-class factor**. 1.00 means the DDPM changes images by their content alone, whichever class it saw;
 above 1 it changes the class it did not see more, which is DIA's premise.

@@ -35,7 +35,7 @@ case "$PRESET" in
          DIA_ONLY=() ;;
   # paper: the same pipeline as scripts/gpu_paper.sh's BreastMNIST class-1 stage (scripts/gpu_plan.py PAPER; a test
   # keeps them equal): the paper UNet, whose validation eps-loss bottoms out near 1,500 steps on BreastMNIST
-  # (METHOD §2), best-validation checkpoint; width 64, 200 epochs, and the CUDA fast path.
+  # best-validation checkpoint; width 64, 200 epochs, and the CUDA fast path.
   paper) DDPM=(--dim 64 --dim_mults 1,2,4,8 --train_steps 1500 --batch_size 64 --grad_accum 1 --val_every 250 --save_every 500)
          DIA=(--width 64 --epochs 200 --warmup 10 --save_step 20 --val_every 20 --val_samples 2 --amp --channels_last)
          DIA_ONLY=(--dissolve_cache) ;;

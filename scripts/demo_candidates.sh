@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 13 §4: candidates for the demo's quick preset, compared on VALIDATION AUROC only (no test evaluation).
+# Candidates for the demo's quick preset, compared on VALIDATION AUROC only (no test evaluation).
 # The demo's DDPM (dim 8, 600 steps) once, then DIA and CSI with the demo's training flags at upstream's
 # lr_init 0.1 and at 0.01, seed 0. Prints the scripts/why_table.py table.
 #   usage: scripts/demo_candidates.sh [CLASS]      (default 1, the demo's class)

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Download, on a machine with pip and a package index, the wheels that the GPU machine lacks
-# (../shared/docs/GPU.md: Python 3.12, manylinux x86-64, no network) into .whl/ (git-ignored), and print
+# (Python 3.12, manylinux x86-64, no network) into .whl/ (git-ignored), and print
 # their size: wheels and data travel together and must stay under 64 MiB. scripts/gpu_paper.sh installs
 # them there offline (pip install --no-index --no-deps --target DIR .whl/*.whl + PYTHONPATH). docs/gpu.md.
 #   bash scripts/device_wheels.sh                  # pinned to requirements.txt's versions
 #   PYTHON_VERSION=3.11 bash scripts/device_wheels.sh   # another target interpreter
-# The list: what the project imports that GPU.md does not list (diffusers, kornia, medmnist) and what those
-# need that it does not list either (kornia_rs for kornia; fire, and termcolor for fire, for medmnist).
-# tests/test_device_wheels.py checks that this list plus GPU.md's covers every third-party import.
+# The list: what the project imports that the GPU machine's package list lacks (diffusers, kornia, medmnist)
+# and what those need that it lacks too (kornia_rs for kornia; fire, and termcolor for fire, for medmnist).
+# tests/test_device_wheels.py checks that this list plus the GPU machine's package list covers every
+# third-party import.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PY:-}"

@@ -1,4 +1,4 @@
-"""Which dissolver changes anomalous images more than normal ones? (issue 13 §1 and §3, validation only)
+"""Which dissolver changes anomalous images more than normal ones? (validation only)
 
 DIA's premise is that a DDPM trained on normal images dissolves the fine detail of *anomalous* images more.
 This script puts the trained DDPM beside controls on the same validation images, at the DDPM resolution:

@@ -1,4 +1,4 @@
-"""Paper scale in one GPU command (issue 14); ``scripts/gpu_paper.sh`` installs the wheels and calls this.
+"""Paper scale in one GPU command (docs/gpu.md); ``scripts/gpu_paper.sh`` installs the wheels and calls this.
 
 Stages, each timed and skipped with a printed line when its expected time no longer fits the budget:
 environment -> GPU-marked tests -> training benchmark -> the pipeline (per task: DDPM, then DIA and

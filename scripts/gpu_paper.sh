@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Paper scale in one GPU command (issue 14; docs/gpu.md): GPU tests, the training benchmark, and DIA vs CSI on
+# Paper scale in one GPU command (docs/gpu.md): GPU tests, the training benchmark, and DIA vs CSI on
 # BreastMNIST classes 0 and 1 (plus class 0 of any other <name>mnist.npz in device_data/), 3 seeds, one table.
 #   bash scripts/gpu_paper.sh            # one CUDA device; <= 9 minutes by the H100 figures; results in $OUT or results/gpu/
 #   bash scripts/gpu_paper.sh --smoke    # the identical script on CPU at toy size (tests/test_gpu_paper.py)

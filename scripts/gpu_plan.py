@@ -1,7 +1,7 @@
 """The paper-scale GPU run as data: its two scales and the expected time of every stage.
 
 ``scripts/gpu_paper.py`` runs what this module describes; the expected times come from the
-H100 figures measured on 2026-11-27 (../shared/docs/GPU.md) and are printed as the stage plan
+H100 figures measured on 2026-11-27 and are printed as the stage plan
 before anything runs, so the arithmetic behind "it fits 9 minutes" is on screen (docs/gpu.md).
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-# H100 figures (GPU.md), milliseconds; B = 32, K = 4, 32 px, three branches = 384 images.
+# H100 figures, milliseconds; B = 32, K = 4, 32 px, three branches = 384 images.
 ENCODER_MS = 9.4  # ResNet-18 CIFAR stem fwd+bwd, bf16 + channels_last
 AUGMENT_MS = 16.0  # kornia SimCLR augmentation of the 384 rows
 DISSOLVE_FP32_MS = 36.0  # paper UNet, 128 images, fp32 (the cache is built in fp32)
@@ -161,5 +161,5 @@ def plan_lines(tasks: list[Task], scale: Scale) -> list[str]:
         lines.append(f"  {seconds:6.0f} s  (total {total:6.0f} s)  {name}{mark}")
     lines.append(f"  pipeline = max(longest chain {pipeline.critical_s:.0f} s, work {pipeline.work_s:.0f} s / "
                  f"{CONCURRENCY_GAIN:g}x assumed gain of side-by-side runs); budget {scale.budget_s:.0f} s; "
-                 f"H100 figures of ../shared/docs/GPU.md")
+                 f"H100 figures of docs/gpu.md")
     return lines

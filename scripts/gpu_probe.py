@@ -1,7 +1,7 @@
 """What ``scripts/gpu_paper.py`` measures in its own process: the machine, and the bf16 dissolver's error.
 
 The dissolver's UNet forward in bf16 (``--dissolve_dtype bf16``) is checked against fp32 on the
-task's normal validation images, with the trained DDPM, at t spread over [30, 99] (issue 14).
+task's normal validation images, with the trained DDPM, at t spread over [30, 99].
 """
 from __future__ import annotations
 

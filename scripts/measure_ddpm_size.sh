@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 13 §3, DDPM quality: is the DDPM's dissolving specific to the class it was trained on, and does that grow
+# DDPM quality: is the DDPM's dissolving specific to the class it was trained on, and does that grow
 # with the DDPM's size? Trains (or reuses) the repro DDPM of scripts/repro_paper_breast_cpu.sh (1,500 steps,
 # batch 16, validated every 250 steps) on BreastMNIST class 0 AND class 1 at the given size, then prints, per
 # validated step, each DDPM's anomalous/normal change ratio and the own-class factor (scripts/class_specificity.py:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Raw vs EMA DDPM weights with the paper's EMA (0.995 every 10 steps, weights copied for the first 100 steps,
-# then the 2/3-power warm-up; METHOD §1). Trains the quick-preset DDPM on BreastMNIST per (class, seed),
+# then the 2/3-power warm-up). Trains the quick-preset DDPM on BreastMNIST per (class, seed),
 # validating every 200 steps, and prints the normal-validation eps-L1 at t in [30, 100) of both weights at
 # 600 and 2,000 steps (from each run's metrics.jsonl). The seed-0 DDPMs are the ones the loss-mode
 # comparison uses (same flags, same folder).

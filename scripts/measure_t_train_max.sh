@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 13 §1: does training the DDPM only on the timesteps the dissolver uses (t <= 200) reach a good dissolver
+# Does training the DDPM only on the timesteps the dissolver uses (t <= 200) reach a good dissolver
 # sooner than full-range training? Two quick DDPMs (dim 16 (1,2,2), batch 16, no gradient accumulation, the
 # same seed and data), side by side, one thread each; validated every 250 steps on normal-validation eps-L1 at
 # t in [30, 100) and on the dissolver diagnostic (mean |x - x0_hat| on anomalous / normal validation images).

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Every table of docs/results.md's issue-13 section, from the runs of repro_paper_breast_cpu.sh and
-# repro_chest_cpu.sh: mean ± std and best validation AUROC, paired DIA − CSI per seed and over seeds, per-seed
-# lines, the optimistic "upstream protocol" figure (evaluates the kept checkpoints the first time); then the
-# validation-only tables of why_dia_cpu.sh.
-#   usage: scripts/report_issue13.sh [RESULTS]      (default results/)
-#   RUNS_JSON=docs/issue13/runs_X.json for a results root whose table names repeat the default one's (merged into).
+# Every table of docs/results.md's CPU sections on DIA vs CSI (and why DIA does not clearly win), from the
+# runs of repro_paper_breast_cpu.sh and repro_chest_cpu.sh: mean ± std and best validation AUROC, paired
+# DIA − CSI per seed and over seeds, per-seed lines, the optimistic "upstream protocol" figure (evaluates the
+# kept checkpoints the first time); then the validation-only tables of why_dia_cpu.sh.
+#   usage: scripts/report_why_dia.sh [RESULTS]      (default results/)
+#   RUNS_JSON=docs/studies/why_dia_cpu/runs_X.json for a results root whose table names repeat the default
+#   one's (merged into).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RESULTS="${1:-results}"
@@ -22,4 +23,4 @@ done
 for why in "$RESULTS"/why/*/; do  # scripts/why_dia_cpu.sh's validation-only variants
   [ -d "$why" ] && echo "## why: $(basename "$why")" && "$PY" scripts/why_table.py "$why" && echo
 done
-"$PY" scripts/runs_summary.py "$RESULTS" paper_cpu chest_cpu --out "${RUNS_JSON:-docs/issue13/runs.json}"
+"$PY" scripts/runs_summary.py "$RESULTS" paper_cpu chest_cpu --out "${RUNS_JSON:-docs/studies/why_dia_cpu/runs.json}"

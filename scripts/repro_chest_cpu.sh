@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 13 §2 on a CPU: DIA vs CSI on the real Kermany chest X-rays (normal = NORMAL; 624 test images, the set
+# On a CPU: DIA vs CSI on the real Kermany chest X-rays (normal = NORMAL; 624 test images, the set
 # with enough test images for a tight paired CI), 3 seeds.
 #   usage: scripts/repro_chest_cpu.sh DATA_ROOT JOBS...     JOBS are VARIANT:SEED items (CSI:0 DIA:2 ...)
 #     scripts/repro_chest_cpu.sh ../shared/data/chest_xray_224 DDPM DIA:0 CSI:1 CSI:2 &

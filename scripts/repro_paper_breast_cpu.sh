@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 13 §2 on a CPU: DIA vs CSI in the paper's BreastMNIST setting (class 0 = malignant as "normal",
+# On a CPU: DIA vs CSI in the paper's BreastMNIST setting (class 0 = malignant as "normal",
 # as the paper and upstream train it) at the paper's 200 epochs, or any class/epoch count, 3 seeds.
 #   usage: scripts/repro_paper_breast_cpu.sh CLASS EPOCHS JOBS...
 #   JOBS are VARIANT:SEED items (CSI:0 DIA:2 ...), run in the order given, so two shells can split the work

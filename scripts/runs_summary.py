@@ -1,7 +1,7 @@
 """One JSON of every run of some tables: test metrics, best epoch, validation curve, the optimistic upstream-protocol
 figure when computed, and the exact train.py flags and eval settings (run folders are not kept between machines).
 
-    python scripts/runs_summary.py results paper_cpu chest_cpu --out docs/issue13/runs.json
+    python scripts/runs_summary.py results paper_cpu chest_cpu --out docs/studies/why_dia_cpu/runs.json
 An existing --out is merged into, not replaced: runs summarised on an earlier machine, whose folders are gone,
 keep their entries; a run found again replaces its own.
 """

@@ -1,4 +1,4 @@
-"""The "upstream protocol" figure: the maximum *test* AUROC over a run's kept checkpoints (issue 13 §2).
+"""The "upstream protocol" figure: the maximum *test* AUROC over a run's kept checkpoints.
 
 Upstream picks its best checkpoint by test AUROC, so the paper's figures are optimistic by construction.
 Beside each honest figure (best.pt chosen on validation, test AUROC computed once) we show this one,

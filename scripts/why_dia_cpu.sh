@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 13 §3: why does DIA not clearly beat CSI? Candidates measured on VALIDATION only (no test evaluation),
+# Why does DIA not clearly beat CSI? Candidates measured on VALIDATION only (no test evaluation),
 # BreastMNIST class 0 (the paper's setting), quick preset (width 16, B = 32), EPOCHS (default 40) epochs with
 # the upstream schedule (10 warm-up epochs), validation every 5 epochs with 2 samples.
 #   usage: scripts/why_dia_cpu.sh DDPM_DIR JOBS...        JOBS are VARIANT:SEED, e.g. DIA:0 noise_0.05:1

@@ -1,4 +1,4 @@
-"""The CSI score (METHOD.md §4) against a slow reference loop; the features it reads.
+"""The CSI score against a slow reference loop; the features it reads.
 
 Feature extraction is tested in tests/test_features.py.
 """
@@ -27,7 +27,7 @@ def _random_features(n: int, K: int, d: int, seed: int) -> Features:
 
 
 def _reference_terms(train: Features, test: Features) -> tuple[list[float], list[float]]:
-    """METHOD.md §4, one image, one shift and one train image at a time, in float64."""
+    """The CSI score, one image, one shift and one train image at a time, in float64."""
     K = train.K
     ztr, gtr = train.projection.double().tolist(), train.shift_logits.double().tolist()
     zte, gte = test.projection.double().tolist(), test.shift_logits.double().tolist()

@@ -111,7 +111,7 @@ def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(tmp_pa
 
 
 def paper_decay(step: int, decay: float = 0.995) -> float:
-    """ema-pytorch's decay at training step s (METHOD §1): weights copied up to step 100, then
+    """ema-pytorch's decay at training step s: weights copied up to step 100, then
     1 − (1 + e)^(−2/3) with e = s − 101, capped at ``decay``."""
     e = step - 101
     return 0.0 if e < 0 else min(decay, 1 - (1 + e) ** (-2 / 3))
@@ -271,7 +271,7 @@ def test_a_diff_resolution_other_than_the_ddpms_is_refused_naming_both(tmp_path)
         assert Dissolver.from_checkpoint(tmp_path / "ckpt", image_size=28, resolution=resolution).resampler.resolution == 32
 
 
-# -- the dissolver diagnostic (issue 13 §1) ---------------------------------------------------------------
+# -- the dissolver diagnostic ----------------------------------------------------------------------------
 def test_dissolve_change_matches_a_per_image_reference_and_leaves_the_training_unet_alone():
     from diffusion_models.diagnostic import dissolve_change
     torch.manual_seed(0)

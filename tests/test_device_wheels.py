@@ -1,7 +1,7 @@
-"""Every third-party module the project imports is on the GPU machine or in scripts/device_wheels.sh (issue 14).
+"""Every third-party module the project imports is on the GPU machine or in scripts/device_wheels.sh.
 
-The GPU machine has no network: what ../shared/docs/GPU.md does not list must arrive as a wheel.
-Skipped where ../shared (the project's shared docs) is absent.
+The GPU machine has no network: what its package list does not name must arrive as a wheel. The test reads
+that list from ../shared/docs/GPU.md beside the repository, and skips where it is absent.
 """
 import ast
 import re
@@ -47,7 +47,7 @@ def third_party_imports() -> dict[str, Path]:
     # importable project names: top-level packages and modules, and the script/test folders' own modules
     # (they put their folder on sys.path); datasets/medmnist.py is not `import medmnist`
     local = {Path(p.relative_to(REPO).parts[0]).stem for p in sources}
-    local |= {p.stem for p in sources if p.parent.name in ("scripts", "tests")}
+    local |= {p.stem for p in sources if p.relative_to(REPO).parts[0] in ("scripts", "tests")}
     found: dict[str, Path] = {}
     for path in sources:
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):

@@ -1,4 +1,4 @@
-"""The dissolve cache reproduces the uncached third branch (issue 14, ``--dissolve_cache``).
+"""The dissolve cache reproduces the uncached third branch (``--dissolve_cache``).
 
 Bit for bit when the network's output for an image does not depend on the rest of its batch (an
 elementwise stand-in for the UNet); with the real UNet the draws are identical and the pixels agree

@@ -69,7 +69,7 @@ def test_predict_x0_matches_diffusers_step(clip):
 
 
 def reference_dissolve(unet, alphas, x, t, upstream=False):
-    """Per image, METHOD §2 spelled out: pad 28→32, to [−1,1], one step, clamp, back, crop."""
+    """Per image, the dissolving step spelled out: pad 28→32, to [−1,1], one step, clamp, back, crop."""
     out = []
     for img, ti in zip(x, t.tolist()):
         z = F.pad(img[None], (2, 2, 2, 2))
@@ -218,7 +218,7 @@ def test_blur_refuses_unknown_kind_and_even_kernel():
         BlurDissolver("median", 4, 28)
 
 
-# -- additive-noise dissolver (issue 13 §3) and the one list of dissolver names ----------------------------
+# -- additive-noise dissolver and the one list of dissolver names ------------------------------------------
 def test_noise_dissolver_adds_seeded_noise_of_the_given_std_at_the_dissolving_resolution():
     from diffusion_models.noise import NoiseDissolver
     x = torch.full((64, 3, 28, 28), 0.5)

@@ -1,4 +1,4 @@
-"""scripts/dissolver_diagnostic.py: the trained DDPM beside its controls on validation images (issue 13)."""
+"""scripts/dissolver_diagnostic.py: the trained DDPM beside its controls on validation images."""
 import importlib.util
 from dataclasses import replace
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""DDP on CPU with the gloo backend, two processes (issue: torchrun training).
+"""DDP on CPU with the gloo backend, two processes (torchrun training).
 
 The contrastive loss gathers projections with a gradient-carrying all-gather, so
 two processes holding half a batch each must see the same loss and, after DDP's

@@ -1,4 +1,4 @@
-"""Test-time feature extraction (METHOD.md §4) and the per-image view streams behind it.
+"""Test-time feature extraction and the per-image view streams behind it.
 
 The contract: an image's features are a pure function of (model, image, seed, key). The tests
 check the vectorised extraction against a slow loop over one image at a time, then that batch
@@ -81,7 +81,7 @@ def _extract(model, loader, seed=0, n_samples=N_SAMPLES, augment=None, **kwargs)
 
 
 def _one_image_reference(model, x: torch.Tensor, key: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """METHOD §4 for one image (3, H, W), one view at a time: its generator's (n_samples, K, 11) draw
+    """The test-time views of one image (3, H, W), one view at a time: its generator's (n_samples, K, 11) draw
     gives each view's flip coin and augmentation -> the sample means (K, d) and (K, K)."""
     augment = SimCLRAugment(crop_scale=(0.3, 1.0))
     u = torch.rand(N_SAMPLES, K, VIEW_PARAMS, generator=view_generator(seed, key))

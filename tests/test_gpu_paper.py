@@ -1,4 +1,4 @@
-"""``scripts/gpu_paper.sh --smoke``: the paper-scale GPU command, end to end on CPU at toy size (issue 14).
+"""``scripts/gpu_paper.sh --smoke``: the paper-scale GPU command, end to end on CPU at toy size.
 
 The GPU run happens rarely and cannot be debugged there; this keeps every stage of the identical
 script working: plan, GPU tests (skipped), benchmark, DDPM -> DIA/CSI -> CSI eval, table, JSON.

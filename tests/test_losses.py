@@ -1,4 +1,4 @@
-"""NT-Xent and shift losses against slow loops written from METHOD.md §3 steps 5–7."""
+"""NT-Xent and shift losses against slow loops written from the definitions."""
 import math
 
 import pytest

@@ -1,4 +1,4 @@
-"""Detection metrics (METHOD.md §4) against brute-force references written from the definitions."""
+"""Detection metrics against brute-force references written from the definitions."""
 from __future__ import annotations
 
 import numpy as np

@@ -12,7 +12,7 @@ torch.set_num_threads(1)
 
 
 def lars_reference(weights, grads_per_step, lr, momentum, wd, trust, eps):
-    """Plain loop over steps and tensors, float64, from METHOD.md §3 "Optimiser"."""
+    """Plain loop over steps and tensors, float64, from the LARS definition."""
     w = [t.double().clone() for t in weights]
     bufs = [None] * len(w)
     for grads in grads_per_step:

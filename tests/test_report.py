@@ -1,4 +1,4 @@
-"""Evaluation report files (METHOD.md §4, "Output")."""
+"""Evaluation report files."""
 from __future__ import annotations
 
 import csv

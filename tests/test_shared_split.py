@@ -1,4 +1,4 @@
-"""One data split for the DDPM and the classifier (issue 12 §3), and the refusals around it (§4).
+"""One data split for the DDPM and the classifier, and the refusals around it.
 
 The leak this guards against: on datasets without an official test split (7:3 manifest) the DDPM's
 split used to follow its own --seed, so a DDPM trained with --seed 1 trained on the classifier's test

@@ -1,4 +1,4 @@
-"""scripts/upstream_protocol.py: the optimistic "max test AUROC over kept checkpoints" figure (issue 13 §2)."""
+"""scripts/upstream_protocol.py: the optimistic "max test AUROC over kept checkpoints" figure."""
 import importlib.util
 import json
 import shlex

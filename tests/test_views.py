@@ -1,4 +1,4 @@
-"""The three branches of one step (METHOD §3 steps 1-3): layout, flips, dissolving, labels."""
+"""The three branches of one step: layout, flips, dissolving, labels."""
 import torch
 
 from common.shifts import apply_shift

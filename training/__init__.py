@@ -1,4 +1,4 @@
-"""Training: views (the branches), losses, LARS + schedule, the engine, the run (METHOD.md §3).
+"""Training: views (the branches), losses, LARS + schedule, the engine, the run.
 
 The shifts and the SimCLR augmentation, shared with evaluation, are in ``common``.
 """

@@ -23,7 +23,7 @@ BLUR_RESOLUTION = 32  # the blurs' default --diff_resolution (paper Table 9: 32 
 
 
 def _identity(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Upstream's simclr_DIA with a plain shift: the third branch is one more flipped view (Q3)."""
+    """Upstream's simclr_DIA with a plain shift: the third branch is one more flipped view."""
     return x
 
 

@@ -1,4 +1,4 @@
-"""One training engine for every mode (STYLE habit 5).
+"""One training engine for every mode.
 
 CSI, DIA and the blur variants differ only in the view maker and the loss
 object passed in; the step reads like the method:
@@ -32,7 +32,7 @@ def train_one_epoch(*, model: torch.nn.Module, batches: Iterable, steps: int, ma
     (x, is_anomaly, index) with the dataset rows, which ``make_views`` then receives as ``index``).
 
     The lr is a pure function of the global step and is written before each
-    update (stepped per iteration, METHOD §3 Schedule). bf16 autocast, when
+    update (stepped per iteration). bf16 autocast, when
     asked, covers the encoder only; the loss is computed in fp32.
     """
     model.train()

@@ -1,7 +1,6 @@
 """CSI/DIA training losses: NT-Xent over shifted views plus shift classification.
 
-METHOD.md §3, steps 5–7. Rows of the projection batch are stacked branch by
-branch, each branch k-major with N = K·B rows:
+Rows of the projection batch are stacked branch by branch, each branch k-major with N = K·B rows:
 
     CSI: [a; b]     (2N rows)      DIA: [a; b; d]  (3N rows, d = dissolved)
 
@@ -71,8 +70,8 @@ class NTXentLoss(nn.Module):
     z: (n_branches·N, d) projections, un-normalised, rows [a; b] or [a; b; d].
     Per anchor: −log( exp(s_pos/τ) / Σ_{c not masked} exp(s_ac/τ) ) with s the
     cosine similarity. The sum over the 2N anchors is divided by n_branches·N:
-    2N for CSI, and 3N for DIA, which is upstream's divisor (METHOD.md §3.5,
-    upstream Q9) kept so the loss scale matches the paper's runs.
+    2N for CSI, and 3N for DIA, which is upstream's divisor,
+    kept so the loss scale matches the paper's runs.
     Upstream adds 1e-8 to the denominator and inside the log; we use the exact
     form, via logsumexp for stability (upstream's terms differ by about 1e-8/p,
     p the positive's softmax probability, so only for near-hopeless anchors).
@@ -105,7 +104,7 @@ class NTXentLoss(nn.Module):
 def shift_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """logits (M, K), labels (M,) int64 in [0, K) -> mean cross-entropy over all M rows.
 
-    In DIA the dissolved rows take part too (M = 3N, METHOD.md §3.6).
+    In DIA the dissolved rows take part too (M = 3N).
     """
     return F.cross_entropy(logits.float(), labels)
 
@@ -138,7 +137,7 @@ def gather_branches(z: torch.Tensor, n_branches: int, gather_rows: Callable[[tor
 
 
 class ContrastiveShiftLoss(nn.Module):
-    """total = NT-Xent(projection) + CE(shift_logits, labels), weights 1 and 1 (METHOD.md §3.6).
+    """total = NT-Xent(projection) + CE(shift_logits, labels), weights 1 and 1.
 
     ``n_branches`` = 2 gives the CSI objective, 3 the DIA objective.
     forward(projection (n_branches·N, d), shift_logits (n_branches·N, K),

@@ -1,9 +1,9 @@
-"""Optimisers and the learning-rate schedule (METHOD.md §3 "Optimiser", "Schedule").
+"""Optimisers and the learning-rate schedule.
 
-LARS is a plain-PyTorch reimplementation of torchlars' semantics (upstream
-§3.8; torchlars itself is a CUDA-only extension that often fails to build,
-upstream Q13). ``lr_at`` is a pure function of the global step, so a resumed
-run continues on exactly the same schedule.
+LARS is a plain-PyTorch reimplementation of torchlars' semantics (upstream's
+optimiser; torchlars itself is a CUDA-only extension that often fails to
+build). ``lr_at`` is a pure function of the global step, so a resumed run
+continues on exactly the same schedule.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class LARS(torch.optim.Optimizer):
     Per tensor with a gradient: d = local_lr·(g + wd·w) (see ``lars_scaled_grads``),
     then SGD momentum without weight decay of its own: buf = d on the first
     step, else buf = momentum·buf + d; w ← w − lr·buf. Biases and BN parameters
-    are included, as upstream (METHOD.md §3). Tensors whose grad is None are skipped.
+    are included, as upstream. Tensors whose grad is None are skipped.
     """
 
     def __init__(
@@ -127,7 +127,7 @@ def lr_at(
       0.1 → 1.0 over 10 epochs at the defaults (GradualWarmupScheduler);
     - after: peak·(1 + cos(π·(x − warmup)/(epochs − warmup)))/2 with
       peak = multiplier·lr_init, reaching 0 at x = epochs. Upstream's cosine uses
-      T_max = epochs and so ends near 3e-4 instead of 0 (upstream Q8); we fix that.
+      T_max = epochs and so ends near 3e-4 instead of 0; we fix that.
     - warmup = 0: no warm-up and no multiplier, a pure cosine from peak = lr_init.
     """
     x = step / steps_per_epoch

@@ -1,4 +1,4 @@
-"""In-training model selection: CSI AUROC on the validation split, never test (METHOD §4)."""
+"""In-training model selection: CSI AUROC on the validation split, never test."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +10,7 @@ from evals.metrics import auroc
 from evals.pipeline import features_of, fit_scorer, normal_only
 
 # Same crop as the README evaluation (--resize_factor 0.54 --resize_fix), so the
-# selected checkpoint is judged the way it will be evaluated (fixes upstream Q5).
+# selected checkpoint is judged the way it will be evaluated (upstream validates with a random crop).
 VAL_CROP = (0.54, 0.54)
 
 

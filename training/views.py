@@ -1,4 +1,4 @@
-"""The branches of one training step, built in one place (METHOD §3 steps 1-3).
+"""The branches of one training step, built in one place.
 
 CSI has two branches, ``a`` and ``b``: independent horizontal flips of the
 batch, each stacked under every shift. DIA adds ``d``: for each shift k a fresh
@@ -37,7 +37,7 @@ def dissolved_branch(x: torch.Tensor, dissolve: Dissolve, shift_kind: str, n_shi
                      generator: torch.Generator | None, index: torch.Tensor | None = None) -> torch.Tensor:
     """(K·B, 3, H, W): for each k a fresh flip of x, dissolved, then shifted by k.
 
-    Dissolving happens on the upright image, before the shift (upstream §1.1);
+    Dissolving happens on the upright image, before the shift, as upstream;
     one call per k, so per-call t means one t per (batch, shift) as upstream.
     ``index``: (B,) dataset rows of x, read only by a cached dissolver.
     """
