@@ -20,7 +20,7 @@ TRAIN_EXTRA="--warmup 10 --save_step 10 --amp ${TRAIN_EXTRA:-}"
 preset quick
 DDPM="${LONG_DDPM:-$REPO/runs/long_ddpm/breastmnist-c${CLS}-d32-t200}"
 [ -d "$DDPM/steps" ] || { echo "error: $DDPM has no kept steps: run scripts/studies/long_ddpm.sh $CLS first" >&2; exit 2; }
-DIA=(--mode simclr_DIA --shift_trans_type diffusion_rotation --diffusion_model_path "$DDPM" --dissolve_cache
+DIA=(--mode simclr_DIA --shift_trans_type diffusion_rotation --diffusion_model_path "$DDPM" --diffusion_weights raw --dissolve_cache
      --dissolve_dtype bf16)
 for job in "$@"; do
   variant="${job%%:*}"; seed="${job##*:}"
