@@ -1,14 +1,16 @@
-"""Runs that go wrong end in one line that names the flag or the step, and keep what was good."""
+"""Runs that go wrong end in one line that names the flag or the step, and keep what was good; --amp on a CPU."""
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from common.checkpoint import load_checkpoint
+from common.device import native_bf16
 from common.errors import UserError
 from diffusion_models.checkpoint import load_ddpm
 from diffusion_models.trainer import DDPMTrainer
@@ -82,3 +84,16 @@ def test_resume_refuses_flags_that_change_what_the_run_is(tmp_path, change, flag
     run_training(train_cfg(f"{csi} --epochs 3 --val_every 2 --resume_path {stopped}", tmp_path / "a"),
                  show_progress=False)
     assert load_checkpoint(tmp_path / "a" / "last.pt")["epoch"] == 3
+
+
+@pytest.mark.skipif(not native_bf16(torch.device("cpu")), reason="this CPU has no native bf16 (AVX512-BF16/AMX): --amp runs fp32 here")
+def test_amp_on_a_bf16_cpu_trains_with_a_finite_loss_close_to_fp32(tmp_path):
+    import json
+
+    first = {}
+    for amp in ("", "--amp"):
+        logdir = run_training(train_cfg(f"--mode simclr_CSI --shift_trans_type rotation --epochs 1 {amp}",
+                                        tmp_path / (amp or "fp32")), show_progress=False)
+        rows = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
+        first[amp] = next(r["train/loss"] for r in rows if "train/loss" in r)
+    assert np.isfinite(first["--amp"]) and first["--amp"] == pytest.approx(first[""], rel=0.05)
