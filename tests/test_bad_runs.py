@@ -86,7 +86,8 @@ def test_resume_refuses_flags_that_change_what_the_run_is(tmp_path, change, flag
     assert load_checkpoint(tmp_path / "a" / "last.pt")["epoch"] == 3
 
 
-@pytest.mark.skipif(not native_bf16(torch.device("cpu")), reason="this CPU has no native bf16 (AVX512-BF16/AMX): --amp runs fp32 here")
+@pytest.mark.skipif(not native_bf16(torch.device("cpu")),
+                    reason="this CPU has no native bf16 (AVX512-BF16/AMX): --amp runs fp32 here")
 def test_amp_on_a_bf16_cpu_trains_with_a_finite_loss_close_to_fp32(tmp_path):
     import json
 
