@@ -31,26 +31,32 @@ ChangeTable = dict[str, dict[str, dict[str, float | None]]]
 
 
 @torch.no_grad()
-def mean_change(unet: nn.Module, alphas_cumprod: torch.Tensor, images: torch.Tensor, t: int,
-                batch_size: int = 256) -> float | None:
-    """images: (n, C, R, R) in [0, 1] at the DDPM resolution → mean |x − x̂₀| at fixed t (None when n = 0).
+def per_image_change(unet: nn.Module, alphas_cumprod: torch.Tensor, images: torch.Tensor, t: int,
+                     batch_size: int = 256) -> torch.Tensor:
+    """images: (n, C, R, R) in [0, 1] at the DDPM resolution → (n,) mean |x − x̂₀| per image at fixed t (CPU).
 
     x̂₀ is the dissolver's (``predict_x0`` clamped to [−1, 1], in [0, 1] units). The UNet runs in eval mode and
     its mode and ``requires_grad`` are left as found, so a training run can call this on its live model.
     """
-    if len(images) == 0:
-        return None
     was_training = unet.training
     unet.eval()
     device = alphas_cumprod.device
-    total = 0.0
+    out = []
     for chunk in images.split(batch_size):
         z = chunk.to(device) * 2 - 1
         steps = torch.full((len(z),), t, dtype=torch.long, device=device)
         x0 = predict_x0(z, unet(z, steps).sample, alphas_cumprod[t]).clamp(-1, 1)
-        total += ((x0 - z) / 2).abs().sum().item()
+        out.append(((x0 - z) / 2).abs().flatten(1).mean(1).cpu())
     unet.train(was_training)
-    return total / images.numel()
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def mean_change(unet: nn.Module, alphas_cumprod: torch.Tensor, images: torch.Tensor, t: int,
+                batch_size: int = 256) -> float | None:
+    """The mean of :func:`per_image_change` (None when n = 0)."""
+    if len(images) == 0:
+        return None
+    return per_image_change(unet, alphas_cumprod, images, t, batch_size).double().mean().item()
 
 
 def dissolve_change(unets: dict[str, nn.Module], alphas_cumprod: torch.Tensor, normal: torch.Tensor,

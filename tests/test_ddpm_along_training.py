@@ -11,9 +11,9 @@ import torch
 from common.device import native_bf16, resolve_amp
 from common.errors import UserError
 from diffusion_models.along_training import (change_auroc, kept_steps, markdown_table, measure_run,
-                                             own_class_factor, per_image_change, select_checkpoint)
+                                             own_class_factor, select_checkpoint)
 from diffusion_models.checkpoint import load_ddpm, load_meta
-from diffusion_models.diagnostic import mean_change
+from diffusion_models.diagnostic import mean_change, per_image_change
 from diffusion_models.trainer import DDPMTrainer, step_dir
 from test_ddpm import tiny_config, tiny_data
 
@@ -82,7 +82,8 @@ def test_per_image_change_averages_to_the_logged_mean_change(kept_run):
     images = tiny_data().val_normal
     per_image = per_image_change(ckpt.unet, ckpt.alphas_cumprod, images, 50)
     assert per_image.shape == (len(images),)
-    assert per_image.mean() == pytest.approx(mean_change(ckpt.unet, ckpt.alphas_cumprod, images, 50), rel=1e-5)
+    expected = mean_change(ckpt.unet, ckpt.alphas_cumprod, images, 50)
+    assert float(per_image.mean()) == pytest.approx(expected, rel=1e-5)
 
 
 def test_measure_run_reproduces_the_ratio_logged_during_training(kept_run):
