@@ -113,6 +113,17 @@ class Dissolver(nn.Module):
                         unet_dtype=unet_dtype, graphs=graphs)
         return dissolver.to(device or "cpu")
 
+    def for_image_size(self, image_size: int) -> "Dissolver":
+        """This dissolver for images of another size: the same frozen UNet and the same captured graph, so a
+        ``graphs`` dissolver compiles once however many image sizes it serves (its input is always R px)."""
+        other = Dissolver(self.unet, self.alphas_cumprod, image_size, self.resampler.resolution,
+                          t_range=self.t_range, per_sample_t=self.per_sample_t, input_range=self.input_range,
+                          unet_dtype=self.unet_dtype, graphs=self.graphs)
+        if self.graphs and self._captured is None:  # torch.compile is lazy: nothing compiles until the first call
+            self.__dict__["_captured"] = torch.compile(self.unet, mode="reduce-overhead")
+        other.__dict__["_captured"] = self._captured
+        return other.to(self.alphas_cumprod.device)
+
     def train(self, mode: bool = True) -> "Dissolver":
         """A parent's ``.train()`` must not unfreeze the DDPM: it stays in eval mode."""
         super().train(mode)

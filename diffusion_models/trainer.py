@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from torch.utils.tensorboard import SummaryWriter
-from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
 from common.atomic import make_output_dir
@@ -155,15 +154,41 @@ def load_ddpm_data(dataset: str, data_root: str | None, one_class_idx: int | Non
                     source_image_size=split.image_size, normal_classes=tuple(split.normal_classes))
 
 
-def paper_ema(parameters, decay: float, every: int) -> EMAModel:
-    """diffusers' EMAModel with ema-pytorch's warm-up, counted in training steps, stepped every ``every`` steps.
+class PaperEMA:
+    """Exponential moving average of parameters with the paper's warm-up, stepped every ``every`` training steps.
 
-    EMAModel counts its own ``step()`` calls c = s / every and decays by 1 − (1 + (c − u − 1)/γ)^(−p).
-    With γ = 1/every and u = (EMA_WARMUP_STEPS + 1)/every − 1 that is 1 − (1 + s − 101)^(−p) at training
-    step s, and a plain copy (decay 0) up to step 100, as the paper's EMA (tests/test_ddpm.py checks it).
+    Call c of :meth:`step` happens at training step s = c·every and decays by d(s) = 1 − (1 + s − 101)^(−2/3),
+    capped at ``decay``, with d = 0 (a plain copy) up to step 101 (tests/test_ddpm.py checks it against the
+    formula). Our own small class rather than ``diffusers.training_utils.EMAModel``, whose module imports
+    accelerate, transformers and peft whenever they are installed.
     """
-    return EMAModel(parameters, decay=decay, use_ema_warmup=True, power=EMA_POWER, inv_gamma=1.0 / every,
-                    update_after_step=(EMA_WARMUP_STEPS + 1) / every - 1)
+
+    def __init__(self, parameters, decay: float, every: int):
+        self.decay, self.every = decay, every
+        self.shadow = [p.detach().clone() for p in parameters]
+        self.optimization_step = 0  # calls of step(); the name EMAModel used, kept in checkpoints as ema_calls
+
+    def get_decay(self, call: int) -> float:
+        """The decay applied at call ``call`` (training step ``call * every``)."""
+        e = call * self.every - (EMA_WARMUP_STEPS + 1)
+        return 0.0 if e <= 0 else min(self.decay, 1.0 - (1.0 + e) ** (-EMA_POWER))
+
+    @torch.no_grad()
+    def step(self, parameters) -> None:
+        self.optimization_step += 1
+        weight = 1.0 - self.get_decay(self.optimization_step)
+        for shadow, param in zip(self.shadow, parameters):
+            shadow.lerp_(param.detach().to(shadow.dtype), weight)
+
+    @torch.no_grad()
+    def copy_to(self, parameters) -> None:
+        for shadow, param in zip(self.shadow, parameters):
+            param.copy_(shadow)
+
+
+def paper_ema(parameters, decay: float, every: int) -> PaperEMA:
+    """The DDPM's EMA: ema-pytorch's warm-up, counted in training steps, stepped every ``every`` steps."""
+    return PaperEMA(parameters, decay, every)
 
 
 def batch_indices(n: int, batch_size: int, micro_step: int, seed: int) -> torch.Tensor:

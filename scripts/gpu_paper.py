@@ -1,11 +1,14 @@
 """Paper scale in one GPU command (docs/gpu.md); ``scripts/gpu_paper.sh`` installs the wheels and calls this.
 
-Stages, each timed and skipped with a printed line when its expected time no longer fits the budget:
-environment -> GPU-marked tests -> training benchmark -> the pipeline (per task: DDPM, then DIA and
-CSI per seed, each followed by the CSI evaluation; all runs side by side on the one device) ->
-the results table. Everything that comes back lands in ``$OUT`` (else ``results/gpu/``):
-gpu_paper.json (every figure, card, torch, wall time per stage), table.md, paired.csv, logs.tar.gz.
+Stages, each timed and skipped with a printed line when its expected time no longer fits the budget,
+the most wanted figures first: environment -> the pipeline (per task: DDPM, then DIA and CSI per seed,
+each followed by the CSI evaluation; all runs side by side on the one device) -> the results table ->
+GPU-marked tests -> training benchmark. Everything that comes back lands in ``$OUT`` (else
+``results/gpu/``): gpu_paper.json (every figure, card, torch, wall time per stage; rewritten whenever a
+stage or a run ends, so a call killed at its limit still returns what finished), table.md, paired.csv,
+logs.tar.gz. The budget counts from the shell script's first line (wheel installation included).
 
+    bash scripts/gpu_paper.sh --preflight  # < 1 minute: wheels, imports, versions, torch.compile, the card
     bash scripts/gpu_paper.sh              # paper scale (CUDA), 9 minutes by the H100 figures
     bash scripts/gpu_paper.sh --smoke      # the same script on CPU at toy size (tests/test_gpu_paper.py)
 """
@@ -26,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "scripts")]
 
 from gpu_plan import FIXED_STAGES, SCALES, Scale, Task, estimate_pipeline, find_tasks, fitting_tasks, plan_lines  # noqa: E402,E501
-from gpu_probe import dissolve_eps_error, environment  # noqa: E402
+from gpu_probe import dissolve_eps_error, environment, preflight  # noqa: E402
 
 TABLE = "paper_gpu"
 EVAL_RESERVE_S = 30.0  # a training run cut at the deadline still gets its best.pt evaluated
@@ -94,7 +97,8 @@ def train_and_eval(runner: Runner, scale: Scale, task: Task, variant: str, seed:
     mode = (["--mode", "simclr_DIA", "--shift_trans_type", "diffusion_rotation", "--diffusion_model_path", str(ddpm),
              *scale.dia_flags] if variant == "DIA" else ["--mode", "simclr_CSI", "--shift_trans_type", "rotation"])
     train = ["--dataset", task.dataset, "--data_root", str(task.data_root), "--one_class_idx", str(task.normal_class),
-             "--model", "resnet18", "--seed", str(seed), *scale.train_flags, *(scale.cuda_flags if cuda else ()),
+             "--model", "resnet18", "--seed", str(seed), *scale.train_flags,
+             *(scale.fast_flags if cuda or scale.fast_on_cpu else ()),
              *mode, "--logdir", str(out / "train")]
     evaluate = ["--mode", "ood_pre", "--ood_score", "CSI", "--load_path", str(out / "train" / "best.pt"),
                 *scale.eval_flags, "--seed", str(seed), "--out_dir", str(out)]
@@ -119,11 +123,9 @@ def safely(fn, *args) -> dict:
         return {"error": f"{type(err).__name__}: {err}"}
 
 
-def run_task(runner: Runner, scale: Scale, task: Task, cuda: bool, results: list, lock: threading.Lock) -> None:
-    """CSI seeds start at once; the DDPM trains meanwhile, then the DIA seeds start; all side by side."""
-    def keep(result: dict) -> None:
-        with lock:
-            results.append(result)
+def run_task(runner: Runner, scale: Scale, task: Task, cuda: bool, keep) -> None:
+    """CSI seeds start at once; the DDPM trains meanwhile, then the DIA seeds start; all side by side.
+    ``keep(record)`` files each finished piece."""
 
     def variant(name: str, seed: int, ddpm: Path | None) -> threading.Thread:
         return threading.Thread(target=lambda: keep({"variant": name, "seed": seed, **safely(
@@ -150,15 +152,22 @@ def run_task(runner: Runner, scale: Scale, task: Task, cuda: bool, results: list
         t.join()
 
 
-def pipeline(runner: Runner, scale: Scale, tasks: list[Task], cuda: bool) -> dict:
-    results: list = []
+def pipeline(runner: Runner, scale: Scale, tasks: list[Task], cuda: bool, summary: dict) -> dict:
+    """All tasks side by side; the summary (with every run finished so far) is rewritten as each run ends."""
+    result = summary["pipeline"] = {"tasks": [asdict(t) | {"data_root": str(t.data_root)} for t in tasks], "runs": []}
     lock = threading.Lock()
-    threads = [threading.Thread(target=run_task, args=(runner, scale, t, cuda, results, lock)) for t in tasks]
+
+    def keep(record: dict) -> None:
+        with lock:
+            result["runs"].append(record)
+            write_summary(summary, runner)
+
+    threads = [threading.Thread(target=run_task, args=(runner, scale, t, cuda, keep)) for t in tasks]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return {"tasks": [asdict(t) | {"data_root": str(t.data_root)} for t in tasks], "runs": results}
+    return result
 
 
 def aggregate(runner: Runner, out: Path) -> dict:
@@ -207,6 +216,9 @@ def cuda_available() -> bool:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="CPU, toy size, one seed, built-in data")
+    p.add_argument("--preflight", action="store_true",
+                   help="only check the machine (< 1 minute): versions, imports, torch.compile, the card; "
+                        "exit status 1 on any problem")
     p.add_argument("--data_root", type=Path, default=REPO / "device_data",
                    help="folder searched for more <name>mnist.npz files (class 0 of each is run)")
     p.add_argument("--work", type=Path, default=None,
@@ -220,9 +232,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def start_time() -> float:
+    """When this call began: gpu_paper.sh exports its first line's time, so wheel installation and imports
+    count against the budget; run directly, now."""
+    try:
+        return float(os.environ["GPU_PAPER_T0"])
+    except (KeyError, ValueError):
+        return time.time()
+
+
 def main(argv: list[str] | None = None) -> int:
-    t_start = time.time()
+    t_start = start_time()
     args = parse_args(argv)
+    if args.preflight:
+        return preflight(REPO)
     scale = SCALES["smoke" if args.smoke else "paper"]
     if not args.smoke and not cuda_available():
         return refuse("no CUDA device: the paper scale needs a GPU (bash scripts/gpu_paper.sh --smoke runs the "
@@ -242,18 +265,19 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict = {"scale": scale.name, "budget_s": budget, "environment": env, "plan": plan_lines(tasks, scale),
                      "stages": {}, "t_start": t_start, "out": str(out), "work": str(work)}
     write_summary(summary, runner)
-    if "gpu tests" not in args.skip:
-        stage(summary, "gpu tests", FIXED_STAGES["gpu tests"], runner, gpu_tests, runner, scale)
-    if "benchmark" not in args.skip:
-        stage(summary, "benchmark", FIXED_STAGES["benchmark"], runner, benchmark, runner, scale)
     fitting = fitting_tasks(tasks, scale, runner.left() - FIXED_STAGES["aggregate"])
     for task in tasks[len(fitting):]:
         print(f"skip task {task.dataset} c{task.normal_class}: the pipeline with it would overrun the budget", flush=True)
     if fitting:
         expected = estimate_pipeline(fitting, scale).wall_s
-        stage(summary, "pipeline", expected, runner, pipeline, runner, scale, fitting, cuda)
-    runner.deadline = max(runner.deadline, time.time() + 60)  # the table is always written
+        runner.deadline = t_start + budget - FIXED_STAGES["aggregate"]  # the table's time is kept inside the budget
+        stage(summary, "pipeline", expected, runner, pipeline, runner, scale, fitting, cuda, summary)
+        runner.deadline = t_start + budget
     stage(summary, "aggregate", FIXED_STAGES["aggregate"], runner, aggregate, runner, out)
+    if "gpu tests" not in args.skip:  # after the figures: what is left of the budget, capped at its own limit
+        stage(summary, "gpu tests", FIXED_STAGES["gpu tests"], runner, gpu_tests, runner, scale)
+    if "benchmark" not in args.skip:
+        stage(summary, "benchmark", FIXED_STAGES["benchmark"], runner, benchmark, runner, scale)
     write_summary(summary, runner)
     (work / "logs").mkdir(parents=True, exist_ok=True)
     with tarfile.open(out / "logs.tar.gz", "w:gz") as tar:

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Paper scale in one GPU command (docs/gpu.md): GPU tests, the training benchmark, and DIA vs CSI on
-# BreastMNIST classes 0 and 1 (plus class 0 of any other <name>mnist.npz in device_data/), 3 seeds, one table.
-#   bash scripts/gpu_paper.sh            # one CUDA device; <= 9 minutes by the H100 figures; results in $OUT or results/gpu/
-#   bash scripts/gpu_paper.sh --smoke    # the identical script on CPU at toy size (tests/test_gpu_paper.py)
+export GPU_PAPER_T0="$(date +%s.%N)"  # the budget counts from here, wheel installation included
+# Paper scale in one GPU command (docs/gpu.md): DIA vs CSI on BreastMNIST classes 0 and 1 (plus class 0 of any
+# other <name>mnist.npz in device_data/), 3 seeds, one table; then the GPU tests and the training benchmark.
+#   bash scripts/gpu_paper.sh --preflight  # first, < 1 minute: wheels, imports, versions, torch.compile, the card
+#   bash scripts/gpu_paper.sh              # one CUDA device; <= 9 minutes by the H100 figures; results in $OUT or results/gpu/
+#   bash scripts/gpu_paper.sh --smoke      # the identical script on CPU at toy size (tests/test_gpu_paper.py)
 # Wheels: when diffusers, kornia or medmnist cannot be imported and .whl/ holds wheels (scripts/device_wheels.sh),
 # they are installed offline into $WHEEL_SITE (default /tmp/dia_site) and put on PYTHONPATH first.
 set -euo pipefail

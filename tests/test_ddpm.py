@@ -121,7 +121,7 @@ def paper_decay(step: int, decay: float = 0.995) -> float:
 def test_ema_decay_follows_the_paper_schedule_in_training_steps(every):
     ema = paper_ema([torch.nn.Parameter(torch.zeros(1))], 0.995, every)
     for step in (every, 100, 104, 110, 200, 1000, 2000, 20000):
-        if step % every == 0:  # EMAModel counts its calls: call c happens at training step c·every
+        if step % every == 0:  # the EMA counts its calls: call c happens at training step c·every
             assert ema.get_decay(step // every) == pytest.approx(paper_decay(step), abs=1e-12), step
     assert ema.get_decay(20000 // every) == 0.995
 
@@ -300,3 +300,11 @@ def test_training_logs_the_dissolve_change_at_each_validation(tmp_path):
     assert [r["step"] for r in records] == [2, 4]
     assert all(set(r["dissolve_change"]) == {"raw", "ema"} for r in records)
     assert load_ddpm(tmp_path / "last").meta.dissolve_change == records[-1]["dissolve_change"]
+
+
+def test_the_ddpm_trainer_does_not_import_diffusers_training_utils():
+    """diffusers.training_utils imports accelerate, transformers and peft when they are installed (a GPU
+    machine's versions we do not control); the trainer's own EMA keeps its import light."""
+    code = ("import sys; import diffusion_models.trainer; "
+            "sys.exit('diffusers.training_utils' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1]).returncode == 0

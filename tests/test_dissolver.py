@@ -91,6 +91,15 @@ def test_dissolver_matches_reference_loop(unet, alphas, upstream):
         torch.testing.assert_close(d(x, t=t), reference_dissolve(unet, alphas, x, t, upstream), atol=1e-5, rtol=1e-5)
 
 
+def test_for_image_size_shares_the_unet_and_its_compiled_graph(unet, alphas):
+    d = Dissolver(unet, alphas, 32, 32, t_range=(40, 60), graphs=True)
+    other = d.for_image_size(28)
+    assert other.unet is d.unet and other._captured is d._captured is not None  # compiled once, for every size
+    assert (other.t_range, other.graphs, other.resampler.image_size) == ((40, 60), True, 28)
+    x, t = torch.rand(3, 3, 28, 28), torch.tensor([40, 50, 60])
+    torch.testing.assert_close(other(x, t=t), Dissolver(unet, alphas, 28, 32)(x, t=t), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("size", [28, 32, 48])
 def test_output_keeps_shape_and_range(unet, alphas, size):
     x = torch.rand(4, 3, size, size)
