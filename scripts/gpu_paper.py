@@ -218,7 +218,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true", help="CPU, toy size, one seed, built-in data")
     p.add_argument("--preflight", action="store_true",
                    help="only check the machine (< 1 minute): versions, imports, torch.compile, the card; "
-                        "exit status 1 on any problem")
+                        "exit status 1 on any problem (no CUDA is one; with --smoke, the rest is checked on a CPU)")
     p.add_argument("--data_root", type=Path, default=REPO / "device_data",
                    help="folder searched for more <name>mnist.npz files (class 0 of each is run)")
     p.add_argument("--work", type=Path, default=None,
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = start_time()
     args = parse_args(argv)
     if args.preflight:
-        return preflight(REPO)
+        return preflight(REPO, need_cuda=not args.smoke)
     scale = SCALES["smoke" if args.smoke else "paper"]
     if not args.smoke and not cuda_available():
         return refuse("no CUDA device: the paper scale needs a GPU (bash scripts/gpu_paper.sh --smoke runs the "

@@ -186,8 +186,9 @@ def compute_mode() -> str:
         return f"unknown ({err})"
 
 
-def preflight(repo: Path) -> int:
-    """Print the machine's readiness for the full run; 0 when nothing is wrong, 1 otherwise."""
+def preflight(repo: Path, need_cuda: bool = True) -> int:
+    """Print the machine's readiness for the full run; 0 when nothing is wrong, 1 otherwise. Without CUDA
+    that is a problem unless ``need_cuda`` is False (``--preflight --smoke``: everything else, on a CPU)."""
     t0 = time.time()
     env = environment()
     cuda = env["cuda"]
@@ -198,6 +199,8 @@ def preflight(repo: Path) -> int:
           + f", matmul precision {torch.get_float32_matmul_precision()}"
           + (f" | compute mode: {compute_mode()}" if cuda else ""), flush=True)
     problems, notes = dependency_report(repo / "requirements.txt")
+    if need_cuda and not cuda:
+        problems.append("no CUDA device: the full run needs a GPU (--preflight --smoke checks everything else here)")
     if not compiler:
         problems.append("no C compiler (cc, gcc, clang or $CC): torch.compile and the CUDA-graph paths need one")
     problems += import_problems(repo)
@@ -209,5 +212,5 @@ def preflight(repo: Path) -> int:
         print(f"problem: {problem}")
     verdict = "ready" if not problems else f"{len(problems)} problem(s)"
     print(f"preflight: {verdict} in {time.time() - t0:.0f} s "
-          f"({'CUDA: ' + env.get('card', '') if cuda else 'no CUDA: only --smoke can run here'})", flush=True)
+          f"({'CUDA: ' + env.get('card', '') if cuda else 'no CUDA'})", flush=True)
     return 0 if not problems else 1

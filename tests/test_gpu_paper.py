@@ -92,11 +92,15 @@ def test_dependency_report_flags_a_carried_wheel_at_another_version_and_unmet_mi
     assert unmet("numpy>=1", "diffusers 0.42.1") is None
 
 
-@pytest.mark.slow
-def test_preflight_checks_the_machine_in_one_short_call(tmp_path):
+def _preflight(tmp_path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OUT": str(tmp_path / "out")}
-    proc = subprocess.run(["bash", "scripts/gpu_paper.sh", "--preflight"], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(["bash", "scripts/gpu_paper.sh", "--preflight", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_preflight_smoke_checks_everything_but_the_gpu_on_a_cpu(tmp_path):
+    proc = _preflight(tmp_path, "--smoke")
     out = proc.stdout
     assert "environment: " in out and "diffusers 0.42.1" in out and "C compiler: " in out and "TF32: " in out
     if shutil.which("cc") or shutil.which("gcc") or shutil.which("clang"):
@@ -104,6 +108,13 @@ def test_preflight_checks_the_machine_in_one_short_call(tmp_path):
     else:
         assert proc.returncode == 1 and "no C compiler" in out
     assert not (tmp_path / "out").exists()  # it only checks: no results, no work folder
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the preflight's verdict on a machine without CUDA")
+def test_preflight_without_cuda_fails_with_one_problem_line_naming_it(tmp_path):
+    proc = _preflight(tmp_path)
+    problems = [line for line in proc.stdout.splitlines() if line.startswith("problem: ")]
+    assert proc.returncode == 1 and any("no CUDA device" in p and "--preflight --smoke" in p for p in problems)
 
 
 @pytest.mark.slow
