@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The main job: DDPM pretraining -> DIA training -> CSI evaluation on the built-in BreastMNIST.
-#   bash scripts/demo.sh            # quick preset on CPU (~13 min on 2 cores, install included), paper preset with CUDA
+#   bash scripts/demo.sh            # quick preset on CPU, paper preset with CUDA
 #   PRESET=quick bash scripts/demo.sh
-#   bash scripts/demo.sh --with_baseline   # also trains the CSI baseline with the same preset (about +4 min on
-#                                          # CPU) and prints DIA - CSI, paired on the same test images
+#   bash scripts/demo.sh --with_baseline   # also trains the CSI baseline with the same preset, on the second
+#                                          # core while the DDPM and DIA train, and prints DIA - CSI, paired on
+#                                          # the same test images
+#   FAST=0 bash scripts/demo.sh     # the classifier in fp32 (by default bf16 autocast where the CPU has it natively)
 # Installs into .venv first when needed. Everything lands in runs/demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,9 +31,15 @@ if [ -z "${PRESET:-}" ]; then
   PRESET=$("$PY" -c "import torch; print('paper' if torch.cuda.is_available() else 'quick')")
 fi
 # Quick preset: chosen on BreastMNIST validation AUROC (see docs/results.md "How the quick preset was chosen").
+# Its fast path follows docs/speed.md: bf16 autocast + channels_last for the ResNet (where the CPU computes bf16
+# natively; elsewhere train.py says so in one line and runs fp32). The dim-8 DDPM and its dissolver stay fp32
+# (bf16 is slower for a UNet this small), and there is no dissolve cache (building it costs more than 15 epochs
+# of dissolving save).
+FAST_FLAGS=(--amp --channels_last)
+[ "${FAST:-1}" = 0 ] && FAST_FLAGS=()
 case "$PRESET" in
   quick) DDPM=(--dim 8 --dim_mults 1,2,2 --train_steps 600 --batch_size 16 --grad_accum 1 --val_every 200)
-         DIA=(--width 16 --epochs 15 --warmup 2 --save_step 3 --val_samples 2)
+         DIA=(--width 16 --epochs 15 --warmup 2 --save_step 3 --val_samples 2 "${FAST_FLAGS[@]}")
          DIA_ONLY=() ;;
   # paper: the same pipeline as scripts/gpu_paper.sh's BreastMNIST class-1 stage (scripts/gpu_plan.py PAPER; a test
   # keeps them equal): the paper UNet, whose validation eps-loss bottoms out near 1,500 steps on BreastMNIST
@@ -43,6 +51,21 @@ case "$PRESET" in
 esac
 echo "== DIA demo on BreastMNIST (preset: $PRESET) =="
 start=$(date +%s)
+mkdir -p "$OUT"
+
+baseline() {  # CSI with the same preset, evaluated on the same test images; needs no DDPM
+  "$PY" train.py --data_root "$DATA" --dataset breastmnist --model resnet18 --mode simclr_CSI \
+    --shift_trans_type rotation --batch_size 32 --one_class_idx "$CLS" "${DIA[@]}" --logdir "$OUT/csi"
+  "$PY" eval.py --mode ood_pre --dataset breastmnist --data_root "$DATA" --ood_score CSI --shift_trans_type rotation \
+    --ood_samples 10 --resize_factor 0.54 --resize_fix --one_class_idx "$CLS" --load_path "$OUT/csi/best.pt" \
+    --out_dir "$OUT/eval_csi"
+}
+if [ "$WITH_BASELINE" = 1 ]; then
+  echo "== baseline: CSI with the same preset, beside the DIA pipeline (log: $OUT/baseline.log) =="
+  baseline > "$OUT/baseline.log" 2>&1 &
+  BASELINE_PID=$!
+  trap 'kill "$BASELINE_PID" 2>/dev/null || true' EXIT  # a failing DIA step does not leave it running
+fi
 
 echo "== 1/3 DDPM pretraining on the normal class (normal-validation epsilon-loss picks the checkpoint) =="
 "$PY" diffusion_models/train_eval_ddpm.py --mode train --dataset breastmnist --data_root "$DATA" \
@@ -61,12 +84,12 @@ echo "== 3/3 CSI-score evaluation on the test split =="
   --out_dir "$OUT/eval"
 
 if [ "$WITH_BASELINE" = 1 ]; then
-  echo "== baseline: CSI with the same preset, evaluated on the same test images =="
-  "$PY" train.py --data_root "$DATA" --dataset breastmnist --model resnet18 --mode simclr_CSI \
-    --shift_trans_type rotation --batch_size 32 --one_class_idx "$CLS" "${DIA[@]}" --logdir "$OUT/csi"
-  "$PY" eval.py --mode ood_pre --dataset breastmnist --data_root "$DATA" --ood_score CSI --shift_trans_type rotation \
-    --ood_samples 10 --resize_factor 0.54 --resize_fix --one_class_idx "$CLS" --load_path "$OUT/csi/best.pt" \
-    --out_dir "$OUT/eval_csi"
+  echo "== waiting for the CSI baseline =="
+  if ! wait "$BASELINE_PID"; then
+    tail -n 5 "$OUT/baseline.log" >&2
+    echo "error: the CSI baseline failed; its log: $OUT/baseline.log" >&2
+    exit 1
+  fi
 fi
 
 "$PY" scripts/demo_summary.py --out "$OUT" --seconds $(( $(date +%s) - start )) --normal_class "$CLS"

@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 PY="${PY:-.venv/bin/python}"; DATA=datasets/builtin; CLS="${1:-1}"
 R="${RESULTS:-results}/demo_cand/c$CLS"
+FAST_FLAGS=(--amp --channels_last); [ "${FAST:-1}" = 0 ] && FAST_FLAGS=()  # as scripts/demo.sh
 DDPM=(--dim 8 --dim_mults 1,2,2 --train_steps 600 --batch_size 16 --grad_accum 1 --val_every 200)  # scripts/demo.sh quick
-DIA=(--width 16 --epochs 15 --warmup 2 --save_step 3 --val_samples 2)
+DIA=(--width 16 --epochs 15 --warmup 2 --save_step 3 --val_samples 2 "${FAST_FLAGS[@]}")
 [ -f "$R/ddpm/DONE" ] || { "$PY" diffusion_models/train_eval_ddpm.py --mode train --dataset breastmnist \
   --data_root "$DATA" --one_class_idx "$CLS" "${DDPM[@]}" --save_dir "$R/ddpm" && touch "$R/ddpm/DONE"; }
 run() {

@@ -5,7 +5,7 @@
 # and each table that uses it gets $RESULTS/<table>/<dataset>_c<class>/<variant>/seed<k>/report.json (a copy)
 # plus a `train` link. So CSI and DIA, trained for the main table, are not trained again for the batch,
 # loss-mode or contamination tables. A half-finished run resumes from its last.pt.
-# Overrides: EPOCHS=<n> (shorter ablations), DDPM_STEPS=<n>, extra flags TRAIN_EXTRA="...", DDPM_EXTRA="...",
+# Overrides: EPOCHS=<n> (shorter ablations), DDPM_STEPS=<n>, FAST=0 (the classifier in fp32), extra flags TRAIN_EXTRA="...", DDPM_EXTRA="...",
 # EVAL_EXTRA="..." (appended, so they win), RESULTS=<dir>, DDPM_DIR=<dir>, DATA_ROOT=<dir>, PY=<python>.
 set -euo pipefail
 
@@ -31,6 +31,10 @@ preset() {
       EVAL_FLAGS=(--ood_samples 10 --resize_factor 0.54 --resize_fix) ;;
     *) echo "error: scale must be quick or paper, got '$1'" >&2; exit 2 ;;
   esac
+  # The classifier's fast path (docs/speed.md): bf16 autocast + channels_last where the device computes bf16
+  # natively (CUDA, AVX512-BF16/AMX CPUs; elsewhere train.py says so in one line and runs fp32). FAST=0: fp32, as
+  # every table made before this default.
+  if [ "${FAST:-1}" != 0 ]; then TRAIN_FLAGS+=(--amp --channels_last); fi
   if [ -n "${EPOCHS:-}" ]; then TRAIN_FLAGS+=(--epochs "$EPOCHS"); fi
   if [ -n "${DDPM_STEPS:-}" ]; then DDPM_FLAGS+=(--train_steps "$DDPM_STEPS"); fi
   # shellcheck disable=SC2206  # word splitting of the *_EXTRA strings is intended

@@ -17,6 +17,7 @@ source "$(dirname "$0")/../lib_repro.sh"
 CLS="${1:?usage: long_ddpm_dia.sh CLASS STEP JOBS...}"; STEP="${2:?step}"; shift 2
 EPOCHS="${EPOCHS:-50}"; export EPOCHS
 TRAIN_EXTRA="--warmup 10 --save_step 10 --amp ${TRAIN_EXTRA:-}"
+FAST=0  # the flags these results were made with: --amp above, no channels_last
 preset quick
 DDPM="${LONG_DDPM:-$REPO/runs/long_ddpm/breastmnist-c${CLS}-d32-t200}"
 [ -d "$DDPM/steps" ] || { echo "error: $DDPM has no kept steps: run scripts/studies/long_ddpm.sh $CLS first" >&2; exit 2; }
