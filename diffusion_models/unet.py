@@ -35,7 +35,7 @@ def build_unet(dim: int, dim_mults: tuple[int, ...], resolution: int, channels: 
     four-level net) and in the middle block. Full attention is quadratic in
     the number of pixels, so a level above ``MAX_ATTN_PX`` gets none: at 128 px,
     attention at 64 px made the quick UNet about 6x slower to train and to
-    dissolve with (``scripts/benchmark_dissolve.py --max_attn_px``). The paper size
+    dissolve with (``scripts/benchmarks/benchmark_dissolve.py --max_attn_px``). The paper size
     (64, (1, 2, 4, 8)) comes to 63M parameters here against upstream's 35M:
     diffusers puts a level's ResNet layers at its output width and uses three
     per level on the way up.

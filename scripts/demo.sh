@@ -41,7 +41,7 @@ case "$PRESET" in
   quick) DDPM=(--dim 8 --dim_mults 1,2,2 --train_steps 600 --batch_size 16 --grad_accum 1 --val_every 200)
          DIA=(--width 16 --epochs 15 --warmup 2 --save_step 3 --val_samples 2 "${FAST_FLAGS[@]}")
          DIA_ONLY=() ;;
-  # paper: the same pipeline as scripts/gpu_paper.sh's BreastMNIST class-1 stage (scripts/gpu_plan.py PAPER; a test
+  # paper: the same pipeline as scripts/gpu/gpu_paper.sh's BreastMNIST class-1 stage (scripts/gpu/gpu_plan.py PAPER; a test
   # keeps them equal): the paper UNet, whose validation eps-loss bottoms out near 1,500 steps on BreastMNIST
   # best-validation checkpoint; width 64, 200 epochs, and the CUDA fast path.
   paper) DDPM=(--dim 64 --dim_mults 1,2,4,8 --train_steps 1500 --batch_size 64 --grad_accum 1 --val_every 250 --save_every 500)

@@ -4,8 +4,8 @@ import json
 import sys
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
-from aggregate_results import PairingError, check_same_images, read_scores  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+from evals.aggregate import PairingError, check_same_images, read_scores  # noqa: E402
 from evals.metrics import paired_bootstrap  # noqa: E402
 
 # BreastMNIST's labels: 0 = malignant, 1 = normal + benign.

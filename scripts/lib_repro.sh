@@ -42,6 +42,9 @@ preset() {
   SCALE="$1"
 }
 
+# aggregate <results dir> [--table T ...]: the table with the paired DIA - CSI differences (python -m evals.aggregate).
+aggregate() { (cd "$REPO" && "$PY" -m evals.aggregate "$@"); }
+
 # data_root <dataset>: where each dataset lives (override with DATA_ROOT=...).
 data_root() {
   if [ -n "${DATA_ROOT:-}" ]; then echo "$DATA_ROOT"; return; fi

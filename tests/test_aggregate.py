@@ -1,4 +1,4 @@
-"""scripts/aggregate_results.py: mean ± std over seed folders, best validation AUROC, paper figure,
+"""evals/aggregate.py: mean ± std over seed folders, best validation AUROC, paper figure,
 and the paired bootstrap of AUROC differences against the table's CSI run."""
 import csv
 import importlib.util
@@ -12,11 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from evals import metrics
 
-SPEC = importlib.util.spec_from_file_location(
-    "aggregate_results", Path(__file__).resolve().parents[1] / "scripts" / "aggregate_results.py")
-aggregate = importlib.util.module_from_spec(SPEC)
-sys.modules[SPEC.name] = aggregate  # its dataclasses look their module up there
-SPEC.loader.exec_module(aggregate)
+from evals import aggregate
 
 
 def write_run(root: Path, table: str, ds: str, variant: str, seed: int, auroc: float, vals=()):

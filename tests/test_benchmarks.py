@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_script(name: str, *args: str) -> str:
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / name), *args], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmarks" / name), *args], capture_output=True, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout

@@ -1,11 +1,11 @@
-"""scripts/class_specificity.py: the own-class factor separates image content from what the DDPM learnt."""
+"""scripts/diagnostics/class_specificity.py: the own-class factor separates image content from what the DDPM learnt."""
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "diagnostics"))
 import class_specificity  # noqa: E402
 
 

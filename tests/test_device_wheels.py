@@ -1,4 +1,4 @@
-"""Every third-party module the project imports is on the GPU machine or in scripts/device_wheels.sh.
+"""Every third-party module the project imports is on the GPU machine or in scripts/gpu/device_wheels.sh.
 
 The GPU machine has no network: what its package list does not name must arrive as a wheel. The test reads
 that list from ../shared/docs/GPU.md beside the repository, and skips where it is absent.
@@ -32,8 +32,8 @@ def gpu_packages() -> set[str]:
 
 
 def wheel_packages() -> dict[str, str]:
-    """name -> pinned version, from the WHEELS array of scripts/device_wheels.sh."""
-    line = re.search(r"^WHEELS=\((.*)\)$", (REPO / "scripts" / "device_wheels.sh").read_text(), re.M).group(1)
+    """name -> pinned version, from the WHEELS array of scripts/gpu/device_wheels.sh."""
+    line = re.search(r"^WHEELS=\((.*)\)$", (REPO / "scripts" / "gpu" / "device_wheels.sh").read_text(), re.M).group(1)
     return {normalize(item.split("==")[0]): item.split("==")[1] for item in line.split()}
 
 
@@ -71,7 +71,7 @@ def test_every_third_party_import_is_on_the_gpu_machine_or_in_the_wheels():
     imports = third_party_imports()
     assert {"torch", "diffusers", "kornia", "medmnist"} <= set(imports)  # the scan sees the project
     missing = {m: str(p.relative_to(REPO)) for m, p in imports.items() if distribution(m) not in available}
-    assert not missing, f"imported, but neither in GPU.md's list nor in scripts/device_wheels.sh: {missing}"
+    assert not missing, f"imported, but neither in GPU.md's list nor in scripts/gpu/device_wheels.sh: {missing}"
 
 
 def test_the_wheels_bring_what_they_need():

@@ -1,4 +1,4 @@
-"""scripts/dissolver_diagnostic.py: the trained DDPM beside its controls on validation images."""
+"""scripts/diagnostics/dissolver_diagnostic.py: the trained DDPM beside its controls on validation images."""
 import importlib.util
 from dataclasses import replace
 from pathlib import Path
@@ -9,7 +9,7 @@ import torch
 from diffusion_models.trainer import DDPMTrainConfig, run_training
 
 REPO = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("dissolver_diagnostic", REPO / "scripts" / "dissolver_diagnostic.py")
+spec = importlib.util.spec_from_file_location("dissolver_diagnostic", REPO / "scripts" / "diagnostics" / "dissolver_diagnostic.py")
 diagnostic = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(diagnostic)
 torch.set_num_threads(1)

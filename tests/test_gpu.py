@@ -1,4 +1,4 @@
-"""CUDA checks, run by ``scripts/gpu_paper.sh`` (``pytest -m gpu``); skipped without CUDA.
+"""CUDA checks, run by ``scripts/gpu/gpu_paper.sh`` (``pytest -m gpu``); skipped without CUDA.
 
 Tolerances, and why:
 - fp32 on CUDA vs CPU (TF32 off): one training step's loss to 1e-4 relative and its parameters to

@@ -1,4 +1,4 @@
-"""``scripts/gpu_paper.sh --smoke``: the paper-scale GPU command, end to end on CPU at toy size.
+"""``scripts/gpu/gpu_paper.sh --smoke``: the paper-scale GPU command, end to end on CPU at toy size.
 
 The GPU run happens rarely and cannot be debugged there; this keeps every stage of the identical
 script working: plan, GPU tests (skipped), benchmark, DDPM -> DIA/CSI -> CSI eval, table, JSON.
@@ -16,7 +16,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "scripts" / "gpu"))
 
 from gpu_paper import Runner  # noqa: E402
 from gpu_plan import (FIXED_STAGES, PAPER, STAGE_ORDER, Task, estimate_pipeline, find_tasks, fitting_tasks,  # noqa: E402
@@ -94,7 +94,7 @@ def test_dependency_report_flags_a_carried_wheel_at_another_version_and_unmet_mi
 
 def _preflight(tmp_path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OUT": str(tmp_path / "out")}
-    return subprocess.run(["bash", "scripts/gpu_paper.sh", "--preflight", *args], cwd=REPO, env=env,
+    return subprocess.run(["bash", "scripts/gpu/gpu_paper.sh", "--preflight", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -120,7 +120,7 @@ def test_preflight_without_cuda_fails_with_one_problem_line_naming_it(tmp_path):
 @pytest.mark.slow
 def test_smoke_runs_every_stage_and_writes_the_table(tmp_path):
     env = {**os.environ, "OUT": str(tmp_path / "out"), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(["bash", "scripts/gpu_paper.sh", "--smoke", "--work", str(tmp_path / "work"),
+    proc = subprocess.run(["bash", "scripts/gpu/gpu_paper.sh", "--smoke", "--work", str(tmp_path / "work"),
                            "--data_root", str(tmp_path / "none")], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -172,7 +172,7 @@ def test_the_demos_paper_preset_is_the_gpu_scripts_pipeline():
 
 def _gpu_paper(tmp_path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OUT": str(tmp_path / "out"), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "scripts/gpu_paper.py", *args], cwd=REPO, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "scripts/gpu/gpu_paper.py", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=300)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = sorted((REPO / "scripts").glob("*.sh"))
+SCRIPTS = sorted((REPO / "scripts").rglob("*.sh"))
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.name for s in SCRIPTS])
@@ -95,14 +95,14 @@ wait $first && wait $second
 
 
 def test_why_dia_variants_build_valid_train_configs():
-    """Each scripts/why_dia_cpu.sh variant's flags parse into the config it names (a typo fails here, not 40
+    """Each scripts/studies/why_dia_cpu.sh variant's flags parse into the config it names (a typo fails here, not 40
     CPU-minutes into a sweep)."""
     import re
     import shlex
 
     from common.cli import build_train_parser, train_config_from_args
 
-    text = (REPO / "scripts" / "why_dia_cpu.sh").read_text()
+    text = (REPO / "scripts" / "studies" / "why_dia_cpu.sh").read_text()
     variants = dict(re.findall(r'^\s+\[([\w.]+)\]="([^"]*)"$', text, flags=re.M))
     assert {"CSI", "DIA", "CSI_lr0.01", "DIA_lr0.01", "noise_0.05", "gaussian_k7"} <= variants.keys()
     base = ("--dataset breastmnist --data_root x --one_class_idx 0 --model resnet18 --mode simclr_DIA "
@@ -118,9 +118,9 @@ def test_why_dia_variants_build_valid_train_configs():
 
 
 def test_demo_candidates_use_the_demos_quick_preset():
-    """scripts/demo_candidates.sh compares candidates against today's demo: its DDPM and training flags must be the
+    """scripts/studies/demo_candidates.sh compares candidates against today's demo: its DDPM and training flags must be the
     quick preset of scripts/demo.sh, word for word."""
     def arrays(script: str) -> dict[str, str]:
         text = (REPO / "scripts" / script).read_text()
         return {name: re.search(rf"\b{name}=\(([^)]*)\)", text).group(1) for name in ("DDPM", "DIA")}
-    assert arrays("demo_candidates.sh") == arrays("demo.sh")  # demo.sh's first DDPM=/DIA= are the quick preset
+    assert arrays("studies/demo_candidates.sh") == arrays("demo.sh")  # demo.sh's first DDPM=/DIA= are the quick preset

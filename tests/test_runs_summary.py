@@ -1,10 +1,10 @@
-"""scripts/runs_summary.py: one JSON per table set, merged into (never replacing) what earlier machines wrote."""
+"""scripts/studies/runs_summary.py: one JSON per table set, merged into (never replacing) what earlier machines wrote."""
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "runs_summary.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "studies" / "runs_summary.py"
 
 
 def run(root: Path, key: str, auroc: float, vals: list[float]) -> None:

@@ -1,4 +1,4 @@
-"""scripts/upstream_protocol.py: the optimistic "max test AUROC over kept checkpoints" figure."""
+"""scripts/studies/upstream_protocol.py: the optimistic "max test AUROC over kept checkpoints" figure."""
 import importlib.util
 import json
 import shlex
@@ -12,7 +12,7 @@ from evals.run import run_eval
 from training.run import run_training
 
 REPO = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("upstream_protocol", REPO / "scripts" / "upstream_protocol.py")
+spec = importlib.util.spec_from_file_location("upstream_protocol", REPO / "scripts" / "studies" / "upstream_protocol.py")
 upstream_protocol = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(upstream_protocol)
 torch.set_num_threads(1)

@@ -1,9 +1,9 @@
-"""scripts/why_table.py: finished runs only, best and final validation AUROC per seed."""
+"""scripts/studies/why_table.py: finished runs only, best and final validation AUROC per seed."""
 import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "studies"))
 import why_table  # noqa: E402
 
 

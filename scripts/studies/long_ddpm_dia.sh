@@ -12,7 +12,7 @@
 # where the CPU has it (--amp; every arm alike), validation every 10 epochs (best.pt on validation AUROC), CSI
 # evaluation with 10 samples. The dissolver is the long_ddpm.sh DDPM (dim 32, t <= 200), its UNet in bf16,
 # every (image, flip, t) precomputed once (--dissolve_cache). Results: $RESULTS/long_ddpm/breastmnist_c<CLASS>/.
-# Read them with: python scripts/aggregate_results.py "$RESULTS" --table long_ddpm (paired DIA - CSI over seeds).
+# Read them with: python -m evals.aggregate "$RESULTS" --table long_ddpm (paired DIA - CSI over seeds).
 source "$(dirname "$0")/../lib_repro.sh"
 CLS="${1:?usage: long_ddpm_dia.sh CLASS STEP JOBS...}"; STEP="${2:?step}"; shift 2
 EPOCHS="${EPOCHS:-50}"; export EPOCHS

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parents[1])]
-from aggregate_results import check_same_images, read_scores, val_aurocs  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+from evals.aggregate import check_same_images, read_scores, val_aurocs  # noqa: E402
 from evals.metrics import paired_bootstrap  # noqa: E402
 
 ARMS = ("CSI", "DIA_best", "DIA_long")
