@@ -3,7 +3,6 @@ and the paired bootstrap of AUROC differences against the table's CSI run."""
 import csv
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np

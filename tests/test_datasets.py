@@ -279,7 +279,7 @@ def test_aptos_manifest_written_stratified_and_reused(tmp_path):
     assert (tmp_path / "dia_split_seed1.json").exists() and set(other.test.paths) != set(split.test.paths)
     (tmp_path / moved).unlink()  # gone from the disk and the CSV, still in the manifest
     csv_lines = (tmp_path / "train.csv").read_text().splitlines()
-    (tmp_path / "train.csv").write_text("\n".join(l for l in csv_lines if Path(moved).stem not in l) + "\n")
+    (tmp_path / "train.csv").write_text("\n".join(row for row in csv_lines if Path(moved).stem not in row) + "\n")
     with pytest.raises(UserError, match="dia_split_seed0.json lists 1 image.*gone.*delete the manifest"):
         load_one_class_split("aptos", tmp_path, image_size=S)
 

@@ -24,8 +24,9 @@ class EpochResult:
     first_views: ViewBatch | None  # the views of the run's first step, for the image grid
 
 
-def train_one_epoch(*, model: torch.nn.Module, batches: Iterable, steps: int, make_views: Callable[[torch.Tensor], ViewBatch],
-                    loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer, lr_schedule: LRSchedule,
+def train_one_epoch(*, model: torch.nn.Module, batches: Iterable, steps: int,
+                    make_views: Callable[[torch.Tensor], ViewBatch], loss_fn: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer, lr_schedule: LRSchedule,
                     step: int, device: torch.device, amp: bool = False, logger: RunLogger | None = None,
                     desc: str = "train", show_progress: bool = True) -> EpochResult:
     """Run ``steps`` iterations over ``batches`` (yielding (x, is_anomaly), x in [0, 1], or

@@ -123,7 +123,8 @@ class LossTerms:
         return dict(zip(("loss", "loss_contrastive", "loss_shift"), values))
 
 
-def gather_branches(z: torch.Tensor, n_branches: int, gather_rows: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def gather_branches(z: torch.Tensor, n_branches: int,
+                    gather_rows: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """Local (n_branches·N_local, d) rows -> global (n_branches·world·N_local, d), still branch-major.
 
     Within each branch the global rows are ordered (rank, k, i). The order is the

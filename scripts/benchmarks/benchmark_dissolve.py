@@ -15,7 +15,8 @@ largest change of the output against fp32 and whether it stays within one
 
     python scripts/benchmarks/benchmark_dissolve.py            # CPU: 1 timed iteration, under 2 minutes
     python scripts/benchmarks/benchmark_dissolve.py --iters 20 # on a GPU
-    python scripts/benchmarks/benchmark_dissolve.py --nets tiny --batch_sizes 16 --image_size 128 --resolutions 32 64 128 --threads 1
+    python scripts/benchmarks/benchmark_dissolve.py --nets tiny --batch_sizes 16 --image_size 128 \
+        --resolutions 32 64 128 --threads 1
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ The sum of the parts (dissolve + augment + encoder fwd/bwd + optimiser) is print
 step, with their ratio, and each configuration's speed-up over upstream-like. ``--json`` writes it all.
 
     python scripts/benchmarks/benchmark_train.py                     # CPU: small sizes
-    python scripts/benchmarks/benchmark_train.py --batch 32 --width 64 --dim 64 --mults 1,2,4,8 --repeats 2   # CPU, paper nets
+    python scripts/benchmarks/benchmark_train.py --batch 32 --width 64 --dim 64 --mults 1,2,4,8 --repeats 2
     python scripts/benchmarks/benchmark_train.py --sizes 32 224 --batch 32 --dim 64 --mults 1,2,4,8   # GPU, paper sizes
 """
 from __future__ import annotations
@@ -130,7 +130,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dim", type=int, default=None, help="DDPM UNet base width (default 64 GPU, 16 CPU)")
     p.add_argument("--mults", type=lambda s: [int(v) for v in s.split(",")], default=None)
     p.add_argument("--repeats", type=int, default=None)
-    p.add_argument("--cache_images", type=int, default=None, help="images in the dissolve cache (default 64 GPU, 4 CPU)")
+    p.add_argument("--cache_images", type=int, default=None,
+                   help="images in the dissolve cache (default 64 GPU, 4 CPU)")
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
     p.add_argument("--json", type=Path, default=None, help="also write every figure to this file")
     p.add_argument("--device", default=None)

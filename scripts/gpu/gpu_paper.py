@@ -82,7 +82,8 @@ def gpu_tests(runner: Runner, scale: Scale) -> dict:
 
 def benchmark(runner: Runner, scale: Scale) -> dict:
     out = runner.work / "benchmark.json"
-    record = runner.sh("benchmark", [runner.py, "scripts/benchmarks/benchmark_train.py", *scale.bench_flags, "--json", str(out)],
+    record = runner.sh("benchmark", [runner.py, "scripts/benchmarks/benchmark_train.py", *scale.bench_flags,
+                                     "--json", str(out)],
                        timeout=FIXED_STAGES["benchmark"] * 2)
     return {**record, "results": json.loads(out.read_text()) if out.exists() else None}
 
@@ -267,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     write_summary(summary, runner)
     fitting = fitting_tasks(tasks, scale, runner.left() - FIXED_STAGES["aggregate"])
     for task in tasks[len(fitting):]:
-        print(f"skip task {task.dataset} c{task.normal_class}: the pipeline with it would overrun the budget", flush=True)
+        print(f"skip task {task.dataset} c{task.normal_class}: the pipeline with it would overrun the budget",
+              flush=True)
     if fitting:
         expected = estimate_pipeline(fitting, scale).wall_s
         runner.deadline = t_start + budget - FIXED_STAGES["aggregate"]  # the table's time is kept inside the budget

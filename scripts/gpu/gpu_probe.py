@@ -44,7 +44,8 @@ def environment() -> dict:
             env[name] = "missing"
     if env["cuda"]:
         free, total = torch.cuda.mem_get_info()
-        env.update(card=torch.cuda.get_device_name(0), capability=".".join(map(str, torch.cuda.get_device_capability(0))),
+        env.update(card=torch.cuda.get_device_name(0),
+                   capability=".".join(map(str, torch.cuda.get_device_capability(0))),
                    free_gib=round(free / 2**30, 1), total_gib=round(total / 2**30, 1))
     else:
         env["card"] = f"CPU ({torch.get_num_threads()} threads)"

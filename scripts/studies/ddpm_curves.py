@@ -11,7 +11,6 @@ Writes ``<out>/curves.json``, ``<out>/curves.md`` and ``<out>/curves.png``; test
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

@@ -27,5 +27,6 @@ def seed_rows(root: Path, table: str) -> list[str]:
 
 if __name__ == "__main__":
     root, table = Path(sys.argv[1]), sys.argv[2]
-    print("| dataset | variant | seed | best val AUROC (epoch) | final val AUROC | test AUROC |\n|---|---|---|---|---|---|")
+    print("| dataset | variant | seed | best val AUROC (epoch) | final val AUROC | test AUROC |\n"
+          "|---|---|---|---|---|---|")
     print("\n".join(seed_rows(root, table)))

@@ -29,5 +29,6 @@ def rows(root: Path) -> list[str]:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or not Path(sys.argv[1]).is_dir():
-        raise SystemExit("usage: python scripts/studies/why_table.py RESULTS/why/<dataset>_c<class>  (a folder of runs)")
+        raise SystemExit("usage: python scripts/studies/why_table.py RESULTS/why/<dataset>_c<class>  "
+                         "(a folder of runs)")
     print("\n".join(rows(Path(sys.argv[1]))))
