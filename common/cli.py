@@ -8,15 +8,16 @@ the orthogonal fields of ``common.config``.
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import os
 import time
 from pathlib import Path
 from typing import get_args
 
-from common.config import (AugmentConfig, DataConfig, DissolveConfig, EvalConfig, LossConfig, ModelConfig,
-                           OptimConfig, PredictConfig, RunConfig, ShiftConfig, ShiftKind, ThresholdConfig,
-                           TrainConfig)
+from common.config import (AUTO_BACKBONE, EVAL_CROP, AugmentConfig, DataConfig, DissolveConfig, EvalConfig,
+                           LossConfig, ModelConfig, OptimConfig, PredictConfig, RunConfig, ShiftConfig, ShiftKind,
+                           ThresholdConfig, TrainConfig)
 from common.errors import UserError
 
 # --mode -> whether the dissolved branch exists (DIA: three branches, CSI: two).
@@ -41,8 +42,39 @@ STEP_SCALE = 100  # upstream: t = floor(100 * u), u in [offset, upper)
 
 
 
+def shown_default(action: argparse.Action) -> str | None:
+    """How ``--help`` spells a flag's default; None where there is none to show (no default, a switch that is off)."""
+    default = action.default
+    if action.help == argparse.SUPPRESS or default is None or default == argparse.SUPPRESS:
+        return None
+    if action.nargs == 0 and not isinstance(action, argparse.BooleanOptionalAction):  # store_true and the like
+        return None
+    if isinstance(default, list):  # nargs="+": typed as space-separated words
+        return " ".join(map(str, default))
+    if isinstance(default, tuple):  # a comma-separated type such as --dim_mults
+        return ",".join(map(str, default))
+    return str(default)
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Every flag's help ends in "(default: X)", also for flags without help text, so a default is never a guess."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        shown = shown_default(action)
+        if shown is not None and "%(default)" not in (action.help or ""):
+            action = copy.copy(action)
+            suffix = f"(default: {shown})".replace("%", "%%")
+            action.help = f"{action.help} {suffix}" if action.help else suffix
+        return super()._format_action(action)
+
+
 class CLIParser(argparse.ArgumentParser):
-    """argparse with the project's error style: one line naming the flag, exit status 2 (no usage dump)."""
+    """argparse with the project's error style: one line naming the flag, exit status 2 (no usage dump);
+    ``--help`` shows every default."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"error: {message} ({self.prog} --help lists every flag)\n")
@@ -100,7 +132,9 @@ def build_train_parser() -> argparse.ArgumentParser:
     _add_data_flags(p, required=True)
     p.add_argument("--split_seed", type=int, default=0,
                    help="the data's validation/test split (shared with the DDPM; independent of --seed)")
-    p.add_argument("--model", default="resnet18", help="resnet18 (28/32 px) or resnet18_imagenet (224 px)")
+    p.add_argument("--model", default=AUTO_BACKBONE,
+                   help="resnet18 (CIFAR stem, 28/32 px), resnet18_imagenet (ImageNet stem, 224 px), or auto: "
+                        "resnet18 for images up to 64 px, else resnet18_imagenet")
     p.add_argument("--width", type=int, default=64, help="ResNet base width (64 = standard ResNet-18)")
     p.add_argument("--mode", default="simclr_DIA", choices=sorted(TRAIN_MODES))
     p.add_argument("--shift_trans_type", default="diffusion_rotation", choices=sorted(SHIFT_TRANS_TYPES))
@@ -242,8 +276,10 @@ def build_eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--load_path", required=True, help="checkpoint file (last.pt/best.pt) or its log dir")
     p.add_argument("--ood_score", nargs="+", default=["CSI"], help="CSI, simclr or shift")
     p.add_argument("--ood_samples", type=int, default=10)
-    p.add_argument("--resize_factor", type=finite_float, default=0.54)
-    p.add_argument("--resize_fix", action="store_true", help="crop area fixed at --resize_factor")
+    p.add_argument("--resize_factor", type=finite_float, default=EVAL_CROP[0], help="area of the test-time crop")
+    p.add_argument("--resize_fix", action=argparse.BooleanOptionalAction, default=True,
+                   help="crop area fixed at --resize_factor, as in-training validation scores; --no-resize_fix: "
+                        "random area in [--resize_factor, 1]")
     p.add_argument("--shift_trans_type", default=None, choices=sorted(EVAL_SHIFTS),
                    help="test-time shift (default: the checkpoint's)")
     p.add_argument("--split", default="test", choices=["test", "val"])

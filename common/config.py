@@ -24,6 +24,14 @@ InputRange = Literal["normalized", "upstream"]
 UnetDtype = Literal["fp32", "bf16", "fp16"]
 ThresholdRule = Literal["recall", "f1"]
 
+# --model auto: the backbone follows the image size (training.run.fit_backbone), so a 224 px folder gets the
+# ImageNet stem and a 28 px MedMNIST set the CIFAR stem without a flag.
+AUTO_BACKBONE = "auto"
+
+# The test-time crop, area fixed at 0.54 (the paper's --resize_factor 0.54 --resize_fix): in-training validation
+# and eval.py's default both use it, so a checkpoint is scored the way it was selected.
+EVAL_CROP = (0.54, 0.54)
+
 
 def _check_choice(value: Any, literal: Any, flag: str) -> None:
     choices = get_args(literal)
@@ -115,7 +123,7 @@ class ShiftConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    backbone: str = "resnet18"
+    backbone: str = "resnet18"  # a models.BACKBONES key, or AUTO_BACKBONE before training resolves it
     width: int = 64
     proj_dim: int = 128
 
@@ -250,7 +258,7 @@ class EvalConfig:
     score: ScoreKind = "CSI"
     shift_kind: ShiftKind | None = None  # None: the checkpoint's shift
     n_samples: int = 10
-    crop_scale: tuple[float, float] = (0.54, 1.0)
+    crop_scale: tuple[float, float] = EVAL_CROP
     batch_size: int = 128
     seed: int = 0
     n_boot: int = 1000

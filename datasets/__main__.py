@@ -5,8 +5,10 @@ Example: ``python -m datasets --dataset breastmnist --data_root ../data --one_cl
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Sequence
 
+from common.cli import CLIParser
 from common.errors import exit_on_user_error
 from datasets.base import ImageDataset
 from datasets.load import load_one_class_split
@@ -14,8 +16,16 @@ from datasets.specs import DATASETS, get_spec
 from datasets.split import OneClassSplit
 
 
+class _DeprecatedSeed(argparse.Action):
+    """``--seed`` was this CLI's name for what train.py and train_eval_ddpm.py call ``--split_seed``: still read."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print("note: python -m datasets --seed is deprecated; use --split_seed", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m datasets", description=__doc__.splitlines()[0])
+    parser = CLIParser(prog="python -m datasets", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True, help=f"one of: {', '.join(sorted(DATASETS))}")
     parser.add_argument("--data_root", default=None, help="folder holding the data (ignored by synthetic)")
     parser.add_argument("--one_class_idx", type=int, default=None,
@@ -25,7 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder dataset: comma-separated names of the normal class folders")
     parser.add_argument("--contamination_ratio", type=float, default=0.0,
                         help="share of anomalous images mixed into train, in [0, 1)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the validation and 7:3 splits")
+    parser.add_argument("--split_seed", type=int, default=0,
+                        help="seed of the validation and 7:3 splits (train.py's and train_eval_ddpm.py's --split_seed)")
+    parser.add_argument("--seed", dest="split_seed", type=int, default=argparse.SUPPRESS, action=_DeprecatedSeed,
+                        help=argparse.SUPPRESS)
     parser.add_argument("--download", action="store_true", help="fetch missing MedMNIST / CIFAR files")
     return parser
 
@@ -68,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     split = load_one_class_split(
         args.dataset, args.data_root, args.one_class_idx, image_size=args.image_size,
         normal_classes=_names(args.normal_classes), contamination_ratio=args.contamination_ratio,
-        seed=args.seed, download=args.download)
+        seed=args.split_seed, download=args.download)
     print(format_summary(split))
 
 

@@ -23,7 +23,8 @@ from common.cli import AMP_DEVICES, CLIParser, finite_float  # noqa: E402
 from common.errors import UserError, exit_on_user_error  # noqa: E402
 from diffusion_models.diagnostic import format_change  # noqa: E402
 from diffusion_models.trainer import DDPMTrainConfig, TrainResult, run_training  # noqa: E402
-from diffusion_models.visualize import DDPMEvalConfig, EvalResult, run_eval  # noqa: E402
+from diffusion_models.visualize import (  # noqa: E402
+    CPU_SAMPLE_STEPS, CUDA_SAMPLE_STEPS, DDPMEvalConfig, EvalResult, run_eval)
 
 
 def _int_tuple(text: str) -> tuple[int, ...]:
@@ -33,7 +34,7 @@ def _int_tuple(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,2,4,8, got {text!r}")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = CLIParser(description=__doc__.split("\n")[0])
     p.add_argument("--mode", choices=("train", "eval"), required=True)
     data = p.add_argument_group("data")
@@ -75,8 +76,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="a run folder (uses best/) or a checkpoint folder (train.py calls it --diffusion_model_path)")
     ev.add_argument("--out_dir", help="default: <checkpoint>/eval")
     ev.add_argument("--num_samples", type=int, default=16)
-    ev.add_argument("--sample_steps", type=int, default=1000, help="fewer makes CPU sampling quick")
-    return p.parse_args(argv)
+    ev.add_argument("--sample_steps", type=int, default=None,
+                    help=f"ancestral sampling steps (default: {CUDA_SAMPLE_STEPS} on CUDA, {CPU_SAMPLE_STEPS} "
+                         "elsewhere, where 1000 take minutes)")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def train_config(a: argparse.Namespace) -> DDPMTrainConfig:

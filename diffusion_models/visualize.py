@@ -27,6 +27,7 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 from matplotlib.figure import Figure
 from torchvision.utils import save_image
+from tqdm import tqdm
 
 from common.atomic import atomic_path, json_dump_atomic
 from common.device import default_device
@@ -40,6 +41,17 @@ from diffusion_models.unet import DISSOLVE_T, make_probe, probe_loss
 
 GRID_T = (0, 50, 100, 200, 400, 800)
 
+# --sample_steps by device: the full 1000 where a GPU makes them seconds; on a CPU 1000 steps take minutes and
+# 100 evenly spaced ones give samples good enough to judge a DDPM by.
+CUDA_SAMPLE_STEPS, CPU_SAMPLE_STEPS = 1000, 100
+
+
+def sample_steps_for(device: torch.device, steps: int | None = None) -> int:
+    """``steps`` if given, else the device's default (CUDA_SAMPLE_STEPS on CUDA, CPU_SAMPLE_STEPS elsewhere)."""
+    if steps is not None:
+        return steps
+    return CUDA_SAMPLE_STEPS if device.type == "cuda" else CPU_SAMPLE_STEPS
+
 
 @dataclass(frozen=True)
 class DDPMEvalConfig:
@@ -49,16 +61,16 @@ class DDPMEvalConfig:
     download: bool = False
     rows_per_kind: int = 4
     num_samples: int = 16
-    sample_steps: int = 1000
+    sample_steps: int | None = None  # None: by device, sample_steps_for
     val_repeats: int = 4
     seed: int = 0
     device: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("rows_per_kind", "num_samples", "sample_steps", "val_repeats"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UserError(f"--{name} must be positive")
-        if self.sample_steps > 1000:
+        if self.sample_steps is not None and self.sample_steps > 1000:
             raise UserError("--sample_steps must be at most 1000 (the number of training timesteps)")
 
 
@@ -82,14 +94,14 @@ def dissolve_series(dissolver: Dissolver, images: torch.Tensor, ts: tuple[int, .
 
 @torch.no_grad()
 def ancestral_samples(unet: UNet2DModel, scheduler: DDPMScheduler, n: int, steps: int,
-                      generator: torch.Generator) -> torch.Tensor:
+                      generator: torch.Generator, show_progress: bool = False) -> torch.Tensor:
     """(n, C, R, R) in [0, 1] by ancestral DDPM sampling over ``steps`` evenly spaced timesteps."""
     scheduler = DDPMScheduler.from_config(scheduler.config)
     scheduler.set_timesteps(steps)
     cfg = unet.config
     device = next(unet.parameters()).device
     x = torch.randn((n, cfg.in_channels, cfg.sample_size, cfg.sample_size), generator=generator).to(device)
-    for t in scheduler.timesteps:
+    for t in tqdm(scheduler.timesteps, desc="sampling", leave=False, disable=not show_progress, dynamic_ncols=True):
         eps = unet(x, t.to(device)).sample
         x = scheduler.step(eps, t, x, generator=generator).prev_sample
     return ((x + 1) / 2).clamp(0, 1)
@@ -156,9 +168,10 @@ def _val_losses(ckpt: DDPMCheckpoint, data: DDPMData, cfg: DDPMEvalConfig) -> di
     return losses
 
 
-def run_eval(cfg: DDPMEvalConfig) -> EvalResult:
+def run_eval(cfg: DDPMEvalConfig, show_progress: bool = True) -> EvalResult:
     """Load a DDPM checkpoint and write its grids, samples and validation losses."""
-    ckpt = load_ddpm(cfg.load_path, device=default_device(cfg.device))
+    device = default_device(cfg.device)
+    ckpt = load_ddpm(cfg.load_path, device=device)
     meta, stored = ckpt.meta, ckpt.meta.config
     run = Path(cfg.load_path)
     along = bool(kept_steps(run))
@@ -170,8 +183,12 @@ def run_eval(cfg: DDPMEvalConfig) -> EvalResult:
     files = _write_grids(ckpt, data, cfg, out)
     preferred = meta.val.preferred
     generator = torch.Generator().manual_seed(cfg.seed)
-    samples = ancestral_samples(ckpt.weights(preferred), ckpt.scheduler, cfg.num_samples, cfg.sample_steps,
-                                generator)
+    steps = sample_steps_for(device, cfg.sample_steps)
+    if cfg.sample_steps is None and show_progress:
+        print(f"sampling: {steps} steps on {device.type} (--sample_steps; default {CUDA_SAMPLE_STEPS} on CUDA, "
+              f"{CPU_SAMPLE_STEPS} elsewhere)", flush=True)
+    samples = ancestral_samples(ckpt.weights(preferred), ckpt.scheduler, cfg.num_samples, steps, generator,
+                                show_progress=show_progress)
     files.append(out / f"samples_{preferred}.png")
     with atomic_path(files[-1]) as tmp:
         save_image(samples, tmp, format="png", nrow=math.ceil(math.sqrt(cfg.num_samples)), padding=1)

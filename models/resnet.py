@@ -105,3 +105,25 @@ BACKBONES: dict[str, Callable[[int], ResNet18]] = {
     "resnet18": resnet18,
     "resnet18_imagenet": resnet18_imagenet,
 }
+BACKBONE_STEMS = {"resnet18": "cifar", "resnet18_imagenet": "imagenet"}
+
+# Above this side the CIFAR stem runs the blocks at 4x the side of the ImageNet stem (16x the compute);
+# at or below it the ImageNet stem shrinks the image 4x before the first block.
+CIFAR_STEM_MAX_PX = 64
+
+
+def backbone_for(image_size: int) -> str:
+    """``--model auto``: the upstream pairing, the CIFAR stem for small images and the ImageNet stem for large."""
+    return "resnet18" if image_size <= CIFAR_STEM_MAX_PX else "resnet18_imagenet"
+
+
+def stem_mismatch(name: str, image_size: int) -> str | None:
+    """One warning line where backbone ``name``'s stem does not fit ``image_size`` px images, else None."""
+    stem = BACKBONE_STEMS.get(name)
+    if stem == "cifar" and image_size > CIFAR_STEM_MAX_PX:
+        return (f"warning: --model {name} (CIFAR stem, for 28/32 px) on {image_size} px images costs 16x "
+                f"the compute and memory of the ImageNet stem; --model resnet18_imagenet (or auto) fits them")
+    if stem == "imagenet" and image_size <= CIFAR_STEM_MAX_PX:
+        return (f"warning: --model {name} (ImageNet stem, for 224 px) on {image_size} px images shrinks them 4x "
+                f"before the first block; --model resnet18 (or auto) fits them")
+    return None

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from common.augment import SimCLRAugment
 from common.atomic import make_output_dir
 from common.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
-from common.config import TrainConfig
+from common.config import AUTO_BACKBONE, TrainConfig
 from common.device import default_device, resolve_amp
 from common.distributed import DistContext, barrier, gather_rows, init_distributed, per_process_batch, shutdown
 from common.errors import UserError
@@ -30,7 +30,7 @@ from datasets.from_config import load_split
 from diffusion_models.along_training import select_checkpoint
 from diffusion_models.checkpoint import load_meta
 from diffusion_models.dissolve_cache import DissolveCache, IndexedDataset, stack_images
-from models import build_model
+from models import backbone_for, build_model, stem_mismatch
 from training.dissolvers import build_dissolver, check_ddpm_data
 from training.engine import train_one_epoch
 from training.losses import ContrastiveShiftLoss
@@ -54,6 +54,9 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, split: OneClassSplit, show_progress: bool = True,
                  ctx: DistContext = DistContext(), device: torch.device | None = None) -> None:
+        cfg, warning = fit_backbone(cfg, split.image_size)
+        if warning and ctx.is_main:
+            print(warning, flush=True)
         self.cfg, self.split, self.ctx = cfg, split, ctx
         self.show_progress = show_progress and ctx.is_main
         self.device = device or default_device(cfg.run.device)
@@ -148,7 +151,7 @@ class Trainer:
                 self._save("best.pt", False, val_auroc)
             if self.cfg.run.keep_checkpoints:
                 # Upstream reports the best *test* AUROC over these; we only compute that figure afterwards,
-                # labelled optimistic (scripts/upstream_protocol.py), and select nothing with it.
+                # labelled optimistic (scripts/studies/upstream_protocol.py), and select nothing with it.
                 self._save(f"checkpoints/epoch{self.epoch:04d}.pt", False, val_auroc)
         if self.epoch % self.cfg.run.save_step == 0 or self.epoch == self.cfg.optim.epochs:
             self._save("last.pt", True, val_auroc)
@@ -202,6 +205,19 @@ RUN_IDENTITY = {
     "--temperature": ("loss", "temperature"), "--batch_size": ("optim", "batch_size"),
     "--optimizer": ("optim", "kind"), "--lr_init": ("optim", "lr_init"), "--seed": ("run", "seed"),
 }
+
+
+def fit_backbone(cfg: TrainConfig, image_size: int) -> tuple[TrainConfig, str | None]:
+    """``--model auto`` becomes the backbone that fits ``image_size`` (a resumed run keeps its checkpoint's); an
+    explicit backbone is kept as given, with a warning line to print where its stem does not fit the images."""
+    if cfg.model.backbone != AUTO_BACKBONE:
+        return cfg, stem_mismatch(cfg.model.backbone, image_size)
+    name = backbone_for(image_size)
+    if cfg.run.resume_path:
+        stored = load_checkpoint(resolve_checkpoint(cfg.run.resume_path, prefer=("last.pt",), flag="--resume_path"),
+                                 map_location="cpu")
+        name = stored["config"]["model"]["backbone"]
+    return replace(cfg, model=replace(cfg.model, backbone=name)), None
 
 
 def check_same_run(cfg: TrainConfig, stored: TrainConfig, path: str) -> None:
@@ -259,14 +275,15 @@ def run_training(cfg: TrainConfig, *, show_progress: bool = True, stop_after_epo
     trainer = Trainer(cfg, split, show_progress=show_progress, ctx=ctx, device=device)
     if cfg.run.resume_path:
         trainer.resume(cfg.run.resume_path)
+    cfg = trainer.cfg  # --model auto resolved
     if ctx.is_main:
         (trainer.logdir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     logger = RunLogger(trainer.logdir, enabled=ctx.is_main)
     if trainer.show_progress:
-        print(f"train: {len(split.train)} normal images | batch {trainer.batch_size} x {ctx.world_size} "
-              f"process(es) = {trainer.batch_size * ctx.world_size} images, x{cfg.shift.n_shifts} shifts x"
-              f"{cfg.n_branches} branches | {trainer.steps_per_epoch} steps/epoch | device {trainer.device} | "
-              f"logdir {trainer.logdir}", flush=True)
+        print(f"train: {len(split.train)} normal images, {split.image_size} px | model {cfg.model.backbone} | "
+              f"batch {trainer.batch_size} x {ctx.world_size} process(es) = {trainer.batch_size * ctx.world_size} "
+              f"images, x{cfg.shift.n_shifts} shifts x{cfg.n_branches} branches | {trainer.steps_per_epoch} "
+              f"steps/epoch | device {trainer.device} | logdir {trainer.logdir}", flush=True)
     try:
         trainer.fit(logger, stop_after_epoch=stop_after_epoch)
     finally:

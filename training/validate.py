@@ -4,14 +4,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from common.config import EVAL_CROP
 from common.distributed import DistContext
 from datasets import OneClassSplit
 from evals.metrics import auroc
 from evals.pipeline import features_of, fit_scorer, normal_only
 
-# Same crop as the README evaluation (--resize_factor 0.54 --resize_fix), so the
+# Same crop as eval.py's default (the README's --resize_factor 0.54 --resize_fix), so the
 # selected checkpoint is judged the way it will be evaluated (upstream validates with a random crop).
-VAL_CROP = (0.54, 0.54)
+VAL_CROP = EVAL_CROP
 
 
 def validation_auroc(model: torch.nn.Module, split: OneClassSplit, *, shift_kind: str, n_shifts: int,
