@@ -42,6 +42,9 @@ preset() {
   SCALE="$1"
 }
 
+# run_key <train.py flags...>: the run's cache key (training/run_key.py), the same whatever the flags' order.
+run_key() { (cd "$REPO" && "$PY" -m training.run_key "$@"); }
+
 # aggregate <results dir> [--table T ...]: the table with the paired DIA - CSI differences (python -m evals.aggregate).
 aggregate() { (cd "$REPO" && "$PY" -m evals.aggregate "$@"); }
 
@@ -67,7 +70,7 @@ ddpm() {
   local ds="$1" cls="$2" res="${3:-32}"
   local dir="$DDPM_DIR/${SCALE}/${ds}_c${cls}_r${res}"
   # a DDPM trained with overridden flags gets its own folder, so it never stands in for the preset's one
-  if [ -n "${DDPM_STEPS:-}${DDPM_EXTRA:-}" ]; then dir="${dir}_$("$PY" "$REPO/scripts/run_key.py" "${DDPM_FLAGS[@]}")"; fi
+  if [ -n "${DDPM_STEPS:-}${DDPM_EXTRA:-}" ]; then dir="${dir}_$(run_key "${DDPM_FLAGS[@]}")"; fi
   mkdir -p "$(dirname "$dir")"
   (
     # two scripts that need the same DDPM wait for each other instead of both training it
@@ -91,7 +94,7 @@ run_one() {
                --seed "$seed" "${TRAIN_FLAGS[@]}" "$@")
   local key_args=("${flags[@]}")  # the preset's eval flags are fixed; changed ones (EVAL_EXTRA) join the key
   [ -n "${EVAL_EXTRA:-}" ] && key_args+=(--eval_flags "eval: ${EVAL_FLAGS[*]}")
-  local run="$RESULTS/_runs/${ds}_c${cls}/$("$PY" "$REPO/scripts/run_key.py" "${key_args[@]}")/seed$seed"
+  local run="$RESULTS/_runs/${ds}_c${cls}/$(run_key "${key_args[@]}")/seed$seed"
   mkdir -p "$run" "$out"
   (
     # two scripts side by side wait for each other instead of training the same run twice (util-linux flock)

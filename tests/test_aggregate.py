@@ -1,7 +1,6 @@
 """evals/aggregate.py: mean ± std over seed folders, best validation AUROC, paper figure,
 and the paired bootstrap of AUROC differences against the table's CSI run."""
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from sklearn.metrics import roc_auc_score
 from evals import metrics
 
 from evals import aggregate
+from training import run_key
 
 
 def write_run(root: Path, table: str, ds: str, variant: str, seed: int, auroc: float, vals=()):
@@ -76,11 +76,6 @@ def test_best_val_is_found_beside_the_checkpoint_when_the_train_link_is_broken(t
     [row] = aggregate.collect(tmp_path)
     assert row["val_auroc_mean"] == pytest.approx(0.66)
 
-
-KEY_SPEC = importlib.util.spec_from_file_location(
-    "run_key", Path(__file__).resolve().parents[1] / "scripts" / "run_key.py")
-run_key = importlib.util.module_from_spec(KEY_SPEC)
-KEY_SPEC.loader.exec_module(run_key)
 
 
 def test_run_key_ignores_flag_order_and_keeps_the_last_repeat_like_argparse():

@@ -1,6 +1,6 @@
 """Canonical key of a train.py flag list, so identical runs are shared between tables.
 
-    python scripts/run_key.py --width 16 --epochs 10 --mode simclr_DIA ...   ->  3f9c2a1b7e
+    python -m training.run_key --width 16 --epochs 10 --mode simclr_DIA ...   ->  3f9c2a1b7e
 
 Flags are read as `--name value` pairs (a flag followed by another flag is a switch); a repeated flag keeps its
 last value, as argparse does, and the order of flags does not matter.
