@@ -134,7 +134,7 @@ def build_train_parser() -> argparse.ArgumentParser:
                    help="the data's validation/test split (shared with the DDPM; independent of --seed)")
     p.add_argument("--model", default=AUTO_BACKBONE,
                    help="resnet18 (CIFAR stem, 28/32 px), resnet18_imagenet (ImageNet stem, 224 px), or auto: "
-                        "resnet18 for images up to 64 px, else resnet18_imagenet")
+                        "resnet18 for images up to 32 px, else resnet18_imagenet")
     p.add_argument("--width", type=int, default=64, help="ResNet base width (64 = standard ResNet-18)")
     p.add_argument("--mode", default="simclr_DIA", choices=sorted(TRAIN_MODES))
     p.add_argument("--shift_trans_type", default="diffusion_rotation", choices=sorted(SHIFT_TRANS_TYPES))

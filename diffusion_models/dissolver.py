@@ -1,4 +1,4 @@
-"""The dissolving transform: one frozen reverse-diffusion step (README.md, "DDPM and the dissolver").
+"""The dissolving transform: one frozen reverse-diffusion step (docs/method.md, "DDPM and the dissolver").
 
 For a clean image x the pretrained ε-network is run once at a small t, as if
 x were already x_t, and the one-step estimate of x₀ is kept:

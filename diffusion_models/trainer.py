@@ -1,4 +1,4 @@
-"""DDPM pretraining on the normal class: loop, EMA, validation, checkpoints (README, "DDPM and the dissolver").
+"""DDPM pretraining on the normal class: loop, EMA, validation, checkpoints (docs/method.md, "DDPM and the dissolver").
 
 One optimiser step = ``grad_accum`` micro-batches of ``batch_size`` normal
 training images (random horizontal flip only, in [−1, 1]), t ~ U{0, …,

@@ -20,7 +20,7 @@ if [ ! -d "$OUT/ddpm/best" ]; then
     --dim 16 --dim_mults 1,2,2 --train_steps 300 --batch_size 32 --grad_accum 1 --seed "$SEED" --save_dir "$OUT/ddpm"
 fi
 
-# 64 px with the ImageNet stem: the CIFAR stem at 64 px is ~15x slower on a CPU (see the README).
+# 64 px with the ImageNet stem: the CIFAR stem at 64 px is ~15x slower on a CPU (docs/own_data.md).
 "$PY" train.py --dataset folder --data_root "$DATA" --normal_classes NORMAL --image_size 64 \
   --model resnet18_imagenet --width 16 --mode simclr_DIA --shift_trans_type diffusion_rotation \
   --diffusion_model_path "$OUT/ddpm" --batch_size 32 --epochs 10 --steps_per_epoch 20 \

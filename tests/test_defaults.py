@@ -92,9 +92,9 @@ def write_folder(root: Path, n: int = 10, size: int = 96) -> Path:
     return root
 
 
-def test_auto_backbone_is_the_cifar_stem_up_to_64_px_and_the_imagenet_stem_above():
-    assert [backbone_for(s) for s in (28, 32, 64)] == ["resnet18"] * 3
-    assert [backbone_for(s) for s in (65, 128, 224)] == ["resnet18_imagenet"] * 3
+def test_auto_backbone_is_the_cifar_stem_up_to_32_px_and_the_imagenet_stem_above():
+    assert [backbone_for(s) for s in (28, 32)] == ["resnet18"] * 2
+    assert [backbone_for(s) for s in (33, 64, 128, 224)] == ["resnet18_imagenet"] * 4
     assert build_train_parser().parse_args(["--dataset", "folder"]).model == "auto"
 
 
@@ -113,7 +113,7 @@ def test_a_folder_dataset_at_its_default_224_px_trains_the_imagenet_stem(tmp_pat
 
 
 def test_an_explicit_model_is_kept_with_one_warning_line_where_its_stem_does_not_fit(tmp_path):
-    for name, size in (("resnet18", 224), ("resnet18", 65), ("resnet18_imagenet", 64), ("resnet18_imagenet", 28)):
+    for name, size in (("resnet18", 224), ("resnet18", 64), ("resnet18_imagenet", 32), ("resnet18_imagenet", 28)):
         warning = stem_mismatch(name, size)
         assert warning.startswith("warning: --model " + name) and "\n" not in warning and f"{size} px" in warning
     assert stem_mismatch("resnet18", 28) is None and stem_mismatch("resnet18_imagenet", 224) is None

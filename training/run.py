@@ -145,7 +145,7 @@ class Trainer:
             val_auroc = self.validate()
             if val_auroc is not None:
                 logger.scalars(self.step, {"auroc": val_auroc}, prefix="val/")
-            # Without anomalous validation images AUROC is undefined: `best` is then the latest (README).
+            # Without anomalous validation images AUROC is undefined: `best` is then the latest (docs/own_data.md).
             if val_auroc is None or val_auroc > self.best_auroc:
                 self.best_auroc = val_auroc if val_auroc is not None else self.best_auroc
                 self._save("best.pt", False, val_auroc)
