@@ -13,9 +13,10 @@ NORMAL_CLASS = {0: "class 0 (malignant) is \"normal\", as the paper and upstream
                 1: "class 1 (normal + benign) is normal and malignant the anomaly, the clinical question"}
 
 
-# Measured with this preset (docs/results.md, "What one demo run can tell"): the same code and seed trained on two
-# CPUs, each reproducing its own figure exactly, gave CSI 0.525 and 0.617 (DIA 0.587 and 0.590).
-SEED_SPREAD = "the same seed gave CSI 0.525 on one CPU and 0.617 on another."
+# Measured with this preset (docs/results.md, "What one demo run can tell"): the same seed gave CSI 0.525 and 0.617
+# on two CPUs, and 0.588 (bf16) and 0.617 (fp32) on one; each setting reproduces its own figure exactly.
+SEED_SPREAD = ("the same seed gave CSI 0.525 on one CPU and 0.617 on another, and 0.588 in bf16 against 0.617 "
+               "in fp32 on one machine.")
 
 
 def baseline_line(out: Path) -> str | None:
