@@ -4,6 +4,7 @@ Settings, measured one after the other in one run so their ratios compare like w
 - ``fp32``: the trainer's default;
 - ``bf16``: the UNet's forward under bf16 autocast, loss in fp32 (``train_eval_ddpm.py --amp``); only where the
   device computes bf16 natively (a CPU with AVX512-BF16 or AMX, CUDA Ampere or newer);
+- ``channels_last+bf16``: ``bf16`` with the UNet and its input in channels-last (NHWC) memory;
 - ``compiled`` and ``compiled+bf16``: the same under ``torch.compile`` (inductor; needs a C compiler on a CPU),
   after warm-up calls that compile.
 
@@ -25,15 +26,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from common.device import native_bf16  # noqa: E402
 from diffusion_models.unet import build_scheduler, build_unet, count_parameters, eps_l1  # noqa: E402
 
-SETTINGS = ("fp32", "bf16", "compiled", "compiled+bf16")
+SETTINGS = ("fp32", "bf16", "channels_last+bf16", "compiled", "compiled+bf16")
 
 
-def step_fn(unet, device: torch.device, batch: int, bf16: bool):
+def step_fn(unet, device: torch.device, batch: int, bf16: bool, channels_last: bool = False):
     """One training step on a fixed random batch: t ≤ 200 as the long-DDPM study trains."""
     opt = torch.optim.Adam(unet.parameters(), lr=8e-5, betas=(0.9, 0.99))
     alphas = build_scheduler().alphas_cumprod.float().to(device)
     gen = torch.Generator().manual_seed(0)
     x0 = (torch.rand(batch, 3, 32, 32, generator=gen) * 2 - 1).to(device)
+    if channels_last:
+        x0 = x0.contiguous(memory_format=torch.channels_last)
 
     def step() -> float:
         t = torch.randint(0, 201, (batch,), generator=gen).to(device)
@@ -55,8 +58,11 @@ def measure(setting: str, args, device: torch.device) -> dict:
     bf16 = setting.endswith("bf16")
     if bf16 and not native_bf16(device):
         return {"setting": setting, "skipped": "no native bf16 on this device"}
+    channels_last = setting.startswith("channels_last")
+    if channels_last:
+        unet = unet.to(memory_format=torch.channels_last)
     forward = torch.compile(unet) if setting.startswith("compiled") else unet
-    step = step_fn(forward, device, args.batch, bf16)
+    step = step_fn(forward, device, args.batch, bf16, channels_last)
     t0 = time.perf_counter()
     for _ in range(args.warmup):
         step()
@@ -115,7 +121,7 @@ def main(argv=None) -> None:
         if "ms_per_step" in r:
             base = base or (r["ms_per_step"] if setting == "fp32" else None)
             ratio = f" | x{base / r['ms_per_step']:.2f} vs fp32" if base else ""
-            print(f"{setting:14s} {r['ms_per_step']:8.1f} ms/step | {r['images_per_s']:7.1f} images/s | "
+            print(f"{setting:18s} {r['ms_per_step']:8.1f} ms/step | {r['images_per_s']:7.1f} images/s | "
                   f"warm-up {r['warmup_s']:.1f} s{ratio}", flush=True)
         else:
             print(f"{setting:14s} {r.get('skipped') or r.get('error')}", flush=True)
