@@ -107,13 +107,18 @@ def measure_checkpoint(ckpt: DDPMCheckpoint, val_normal: torch.Tensor, val_anoma
 
 
 def measure_run(run: str | Path, val_normal: torch.Tensor, val_anomalous: torch.Tensor, n_train: int,
-                device: torch.device | str = "cpu", progress: bool = False) -> list[CheckpointRow]:
-    """:func:`measure_checkpoint` for every kept step of ``run`` (in step order)."""
+                device: torch.device | str = "cpu", progress: bool = False,
+                known: dict[int, CheckpointRow] | None = None) -> list[CheckpointRow]:
+    """:func:`measure_checkpoint` for every kept step of ``run`` (in step order). ``known`` holds rows measured
+    before (a kept step's checkpoint never changes), so a run that trained on is measured only where it is new."""
     kept = kept_steps(run)
     if not kept:
         raise UserError(f"{run} keeps no step checkpoints: train it with --keep_checkpoints")
     rows = []
     for step, folder in kept.items():
+        if known and step in known:
+            rows.append(known[step])
+            continue
         ckpt = load_ddpm(folder, device=device)
         cfg = ckpt.meta.config
         rows.append(measure_checkpoint(ckpt, val_normal, val_anomalous,
@@ -152,6 +157,11 @@ def markdown_table(rows: list[CheckpointRow]) -> list[str]:
 
 def rows_to_json(rows: list[CheckpointRow]) -> list[dict]:
     return [asdict(r) for r in rows]
+
+
+def rows_from_json(items: list[dict]) -> list[CheckpointRow]:
+    """The inverse of :func:`rows_to_json`."""
+    return [CheckpointRow(**item) for item in items]
 
 
 def plot_rows(rows: list[CheckpointRow], path: Path, title: str) -> None:

@@ -1,4 +1,5 @@
 """scripts/studies: the long-DDPM report pairs its three arms on the same test images; the curves script runs."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,23 @@ def test_curves_script_writes_the_tables_and_the_factor_at_matched_steps(tmp_pat
     factor_rows = [line for line in text.split("## Own-class factor")[1].splitlines() if line.startswith("| ")]
     assert [row.split(" | ")[0] for row in factor_rows[1:]] == ["| 2", "| 4"]  # after the header
     assert (tmp_path / "curves" / "curves.png").stat().st_size > 0
+
+    # run a trains on; --reuse measures only its new step and keeps the earlier rows exactly
+    first = json.loads((tmp_path / "curves" / "curves.json").read_text())
+    run_training(DDPMTrainConfig(dataset="synthetic", dim=8, dim_mults=(1, 2), train_steps=6, batch_size=8,
+                                 grad_accum=1, val_every=2, save_every=2, keep_checkpoints=True, resume=True,
+                                 save_dir=str(tmp_path / "a")), show_progress=False)
+    again = subprocess.run([sys.executable, str(REPO / "scripts/studies/ddpm_curves.py"), str(tmp_path / "a"),
+                            str(tmp_path / "b"), "--out", str(tmp_path / "again"),
+                            "--reuse", str(tmp_path / "curves" / "curves.json")],
+                           capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert again.returncode == 0, again.stderr
+    measured = [line for line in again.stdout.splitlines() if line.strip().startswith("step ")]
+    assert [line.split(":")[0].strip() for line in measured] == ["step 6"]  # only run a's new checkpoint
+    second = json.loads((tmp_path / "again" / "curves.json").read_text())
+    rows_a = second["runs"][str(tmp_path / "a")]["rows"]
+    assert rows_a[:2] == first["runs"][str(tmp_path / "a")]["rows"] and [r["step"] for r in rows_a] == [2, 4, 6]
+    assert [r["step"] for r in second["own_class_factor"]] == [2, 4, 6]
 
 
 def test_the_rule_picks_the_highest_factor_and_prefers_an_earlier_near_tie():

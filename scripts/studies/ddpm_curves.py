@@ -11,6 +11,7 @@ Writes ``<out>/curves.json``, ``<out>/curves.md`` and ``<out>/curves.png``; test
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -19,21 +20,30 @@ from matplotlib.figure import Figure
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 from common.atomic import atomic_path, json_dump_atomic  # noqa: E402
 from diffusion_models.along_training import (CheckpointRow, kept_steps, markdown_table, measure_run,  # noqa: E402
-                                             own_class_factor, rows_to_json)
+                                             own_class_factor, rows_from_json, rows_to_json)
 from diffusion_models.checkpoint import load_meta  # noqa: E402
 from diffusion_models.trainer import load_ddpm_data  # noqa: E402
 
 FACTOR_T = ("30", "50", "99")
 
 
-def measure(run: Path, data_root: str | None) -> tuple[str, list[CheckpointRow]]:
-    """The run's label and its kept checkpoints' rows."""
+def measure(run: Path, data_root: str | None, known: dict | None = None) -> tuple[str, list[CheckpointRow]]:
+    """The run's label and its kept checkpoints' rows (``known``: step -> row measured before)."""
     meta = load_meta(next(iter(kept_steps(run).values())))
     data = load_ddpm_data(meta.dataset, data_root or meta.data_root, meta.one_class_idx, meta.resolution,
                           split_seed=meta.split_seed)
     label = f"{meta.dataset} class {'+'.join(meta.normal_classes)} ({len(data.train)} normal training images)"
     print(f"{run}: {label}", flush=True)
-    return label, measure_run(run, data.val_normal, data.val_anomalous, n_train=len(data.train), progress=True)
+    return label, measure_run(run, data.val_normal, data.val_anomalous, n_train=len(data.train), progress=True,
+                              known=known)
+
+
+def known_rows(curves_json: Path | None, run: Path) -> dict[int, CheckpointRow]:
+    """step -> row of ``run`` in an earlier curves.json (empty when there is none or it lacks the run)."""
+    if curves_json is None or not curves_json.exists():
+        return {}
+    entry = json.loads(curves_json.read_text())["runs"].get(str(run))
+    return {r.step: r for r in rows_from_json(entry["rows"])} if entry else {}
 
 
 def factor_rows(a: list[CheckpointRow], b: list[CheckpointRow]) -> list[dict]:
@@ -99,11 +109,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--data_root", help="default: the one recorded in the checkpoints")
     p.add_argument("--max_step", type=int, help="the rule looks at matched steps up to this one (default: all)")
+    p.add_argument("--reuse", type=Path, default=None,
+                   help="an earlier curves.json of the same runs: its steps are not measured again")
     a = p.parse_args(argv)
     for run in (a.run_a, a.run_b):
         if not kept_steps(run):
             raise SystemExit(f"error: {run} keeps no step checkpoints (train it with --keep_checkpoints)")
-    (label_a, rows_a), (label_b, rows_b) = measure(a.run_a, a.data_root), measure(a.run_b, a.data_root)
+    (label_a, rows_a), (label_b, rows_b) = (measure(run, a.data_root, known_rows(a.reuse, run))
+                                            for run in (a.run_a, a.run_b))
     factors = factor_rows(rows_a, rows_b)
     json_dump_atomic({"runs": {str(a.run_a): {"label": label_a, "rows": rows_to_json(rows_a)},
                                str(a.run_b): {"label": label_b, "rows": rows_to_json(rows_b)}},
