@@ -64,7 +64,8 @@ if [ "$WITH_BASELINE" = 1 ]; then
   echo "== baseline: CSI with the same preset, beside the DIA pipeline (log: $OUT/baseline.log) =="
   baseline > "$OUT/baseline.log" 2>&1 &
   BASELINE_PID=$!
-  trap 'kill "$BASELINE_PID" 2>/dev/null || true' EXIT  # a failing DIA step does not leave it running
+  # a failing DIA step does not leave the baseline running (its python first, then the subshell)
+  trap 'pkill -P "$BASELINE_PID" 2>/dev/null; kill "$BASELINE_PID" 2>/dev/null || true' EXIT
 fi
 
 echo "== 1/3 DDPM pretraining on the normal class (normal-validation epsilon-loss picks the checkpoint) =="
