@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -37,22 +36,10 @@ from common.device import default_device  # noqa: E402
 from diffusion_models.dissolver import Dissolver  # noqa: E402
 import diffusion_models.unet as unet_module  # noqa: E402
 from diffusion_models.unet import build_scheduler, build_unet, count_parameters, eps_l1  # noqa: E402
+from timing import seconds_per_call  # noqa: E402  (this folder)
 
 NETS = {"paper": (64, (1, 2, 4, 8)), "small": (16, (1, 2, 2)), "tiny": (8, (1, 2, 2))}
 TOLERANCE = 1 / 255
-
-
-def seconds_per_call(fn: Callable[[], object], iters: int, warmup: int, device: torch.device) -> float:
-    for _ in range(warmup):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / iters
 
 
 def train_step_fn(unet: torch.nn.Module, alphas: torch.Tensor, batch: int, resolution: int,

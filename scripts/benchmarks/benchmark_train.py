@@ -22,7 +22,6 @@ import functools
 import json
 import resource
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -38,6 +37,7 @@ from models import build_model  # noqa: E402
 from training.losses import ContrastiveShiftLoss  # noqa: E402
 from training.optim import build_optimizer  # noqa: E402
 from training.views import make_views  # noqa: E402
+from timing import seconds_per_call  # noqa: E402  (this folder)
 
 CONFIGS = ("upstream-like", "fast", "fast+cache")
 MAX_CACHE_SIZE = 64  # px: above this the table of 140 versions per image is too large
@@ -45,16 +45,7 @@ MAX_CACHE_SIZE = 64  # px: above this the table of 140 versions per image is too
 
 def timed(fn, device: torch.device, repeats: int) -> float:
     """Mean milliseconds of ``fn()`` after two warm-up calls (compilation, graph capture)."""
-    for _ in range(2):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / repeats * 1000
+    return seconds_per_call(fn, repeats, 2, device) * 1000
 
 
 # The "fast" dissolver per device: on CUDA its UNet is compiled (CUDA graphs) once for every image size.
