@@ -18,25 +18,23 @@ from typing import get_args
 from common.config import (AUTO_BACKBONE, EVAL_CROP, AugmentConfig, DataConfig, DissolveConfig, EvalConfig,
                            LossConfig, ModelConfig, OptimConfig, PredictConfig, RunConfig, ShiftConfig, ShiftKind,
                            ThresholdConfig, TrainConfig)
+from common import dissolvers
 from common.errors import UserError
 
 # --mode -> whether the dissolved branch exists (DIA: three branches, CSI: two).
 TRAIN_MODES = {"simclr_CSI": False, "simclr_DIA": True}
 
-# --shift_trans_type -> (dissolve method, shift kind), spelled <dissolver prefix>_<shift>; the prefix names a
-# DissolveMethod. "identity" (no prefix) is upstream's behaviour for simclr_DIA with a plain shift (the third
-# branch is one more flipped view, as upstream's code does); "resize" is the "resize only" column of paper
-# Table 8 (upstream's blurnone); "noise" is additive Gaussian noise (the reviewers' question).
-DISSOLVER_PREFIXES = {"": "identity", "diffusion": "ddpm", "blurgaussian": "gaussian", "blurmedian": "median",
-                      "blurnone": "resize", "noise": "noise"}
-SHIFT_TRANS_TYPES = {
-    **{f"{prefix}_{shift}" if prefix else shift: (method, shift)
-       for prefix, method in DISSOLVER_PREFIXES.items() for shift in get_args(ShiftKind)},
-    # upstream spellings, which mean rotation
-    "blurgaussian": ("gaussian", "rotation"),
-    "blurmedian": ("median", "rotation"),
-    "blurnone": ("resize", "rotation"),
-}
+# --shift_trans_type -> (dissolve method, shift kind), spelled <prefix>_<shift>, from the dissolver table
+# (common/dissolvers.py). The plain shift names (no prefix) are upstream's simclr_DIA with a plain shift; upstream's
+# bare blurgaussian/blurmedian/blurnone mean rotation.
+def shift_trans_types() -> dict[str, tuple[str, str]]:
+    table = {}
+    for spec in dissolvers.REGISTRY:
+        for shift in get_args(ShiftKind):
+            table[f"{spec.prefix}_{shift}" if spec.prefix else shift] = (spec.method, shift)
+        if spec.bare_prefix_is_rotation:
+            table[spec.prefix] = (spec.method, "rotation")
+    return table
 
 STEP_SCALE = 100  # upstream: t = floor(100 * u), u in [offset, upper)
 
@@ -137,7 +135,7 @@ def build_train_parser() -> argparse.ArgumentParser:
                         "resnet18 for images up to 32 px, else resnet18_imagenet")
     p.add_argument("--width", type=int, default=64, help="ResNet base width (64 = standard ResNet-18)")
     p.add_argument("--mode", default="simclr_DIA", choices=sorted(TRAIN_MODES))
-    p.add_argument("--shift_trans_type", default="diffusion_rotation", choices=sorted(SHIFT_TRANS_TYPES))
+    p.add_argument("--shift_trans_type", default="diffusion_rotation", choices=sorted(shift_trans_types()))
     p.add_argument("--diffusion_model_path", default=None,
                    help="DDPM run folder (train_eval_ddpm.py --save_dir) or one checkpoint folder of it")
     p.add_argument("--diffusion_checkpoint", default="best",
@@ -153,9 +151,9 @@ def build_train_parser() -> argparse.ArgumentParser:
                    help="DDPM weights; auto = the better on validation epsilon-loss (upstream: raw)")
     p.add_argument("--diffusion_input_range", choices=["normalized", "upstream"], default="normalized",
                    help="upstream feeds [0,1] images to the [-1,1] DDPM (an upstream quirk)")
-    p.add_argument("--kernel_size", type=int, default=7, help="blur kernel for blurgaussian/blurmedian")
-    p.add_argument("--noise_std", type=finite_float, default=0.1,
-                   help="noise_*: std of the additive Gaussian noise, in [0, 1] pixel units")
+    for setting in dissolvers.all_settings().values():  # each dissolver's own settings, from its table entry
+        p.add_argument(f"--{setting.name}", type=finite_float if setting.type is float else setting.type,
+                       default=setting.default, help=setting.help)
     p.add_argument("--dissolve_dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="DDPM dissolver: UNet forward under bf16/fp16 autocast (GPU fast path; x0 stays fp32)")
     p.add_argument("--dissolve_graphs", action="store_true",
@@ -231,9 +229,19 @@ def fitted_warmup(warmup: float, epochs: int) -> float:
     return epochs / 2
 
 
+def dissolver_settings(args: argparse.Namespace, method: str) -> dict:
+    """The chosen dissolver's own settings from their flags. Every setting flag is checked, also one that the
+    chosen dissolver does not use, so a bad value never passes silently."""
+    for setting in dissolvers.all_settings().values():
+        setting.check(getattr(args, setting.name))
+    if method == dissolvers.NO_DISSOLVING:
+        return {}
+    return {s.name: getattr(args, s.name) for s in dissolvers.spec_of(method).settings}
+
+
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Translate the upstream flags into typed config; the only place that reads mode strings."""
-    method, shift_kind = SHIFT_TRANS_TYPES[args.shift_trans_type]
+    method, shift_kind = shift_trans_types()[args.shift_trans_type]
     if not TRAIN_MODES[args.mode]:
         if method not in ("identity",):
             raise UserError(f"--shift_trans_type {args.shift_trans_type} dissolves, which needs --mode simclr_DIA")
@@ -243,8 +251,8 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         method=method, checkpoint=args.diffusion_model_path, checkpoint_choice=args.diffusion_checkpoint,
         resolution=args.diff_resolution,
         t_min=t_min, t_max=t_max, per_sample_t=args.diffusion_t_granularity == "sample",
-        weights=args.diffusion_weights, input_range=args.diffusion_input_range, kernel_size=args.kernel_size,
-        noise_std=args.noise_std, unet_dtype=args.dissolve_dtype, graphs=args.dissolve_graphs,
+        weights=args.diffusion_weights, input_range=args.diffusion_input_range,
+        settings=dissolver_settings(args, method), unet_dtype=args.dissolve_dtype, graphs=args.dissolve_graphs,
         cache=args.dissolve_cache)
     logdir = args.logdir or resume_logdir(args.resume_path) or auto_logdir(args)
     run = RunConfig(logdir=logdir, seed=args.seed, save_step=args.save_step,
@@ -265,7 +273,8 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 # eval.py --shift_trans_type: the shift used at test time (no dissolving at test time).
-EVAL_SHIFTS = {name: kind for name, (_, kind) in SHIFT_TRANS_TYPES.items()}
+def eval_shifts() -> dict[str, str]:
+    return {name: kind for name, (_, kind) in shift_trans_types().items()}
 
 
 def build_eval_parser() -> argparse.ArgumentParser:
@@ -280,7 +289,7 @@ def build_eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--resize_fix", action=argparse.BooleanOptionalAction, default=True,
                    help="crop area fixed at --resize_factor, as in-training validation scores; --no-resize_fix: "
                         "random area in [--resize_factor, 1]")
-    p.add_argument("--shift_trans_type", default=None, choices=sorted(EVAL_SHIFTS),
+    p.add_argument("--shift_trans_type", default=None, choices=sorted(eval_shifts()),
                    help="test-time shift (default: the checkpoint's)")
     p.add_argument("--split", default="test", choices=["test", "val"])
     p.add_argument("--print_score", action="store_true")
@@ -323,7 +332,7 @@ def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
         raise UserError("--input is read by --mode predict only")
     data = _data_config(args) if args.dataset else None
     crop = (args.resize_factor, args.resize_factor if args.resize_fix else 1.0)
-    shift = EVAL_SHIFTS[args.shift_trans_type] if args.shift_trans_type else None
+    shift = eval_shifts()[args.shift_trans_type] if args.shift_trans_type else None
     return EvalConfig(load_path=args.load_path, out_dir=args.out_dir, data=data, split=args.split,
                       score=args.ood_score[0], shift_kind=shift, n_samples=args.ood_samples,
                       crop_scale=crop, batch_size=128 if args.batch_size is None else args.batch_size,

@@ -11,10 +11,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from common import dissolvers
 from common.errors import UserError
 
-# The one list of dissolver names: training.dissolvers.DISSOLVERS and the CLI table are checked against it.
-DissolveMethod = Literal["none", "identity", "resize", "ddpm", "gaussian", "median", "noise"]
 ShiftKind = Literal["rotation", "cutperm"]
 LossMode = Literal["shifted_removed", "naive"]
 OptimizerKind = Literal["sgd", "lars"]
@@ -66,9 +65,15 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class DissolveConfig:
-    """How the third (dissolved) branch is made. ``none`` means CSI: no third branch."""
+    """How the third (dissolved) branch is made. ``none`` means CSI: no third branch.
 
-    method: DissolveMethod = "none"
+    ``method`` names an entry of ``common.dissolvers.REGISTRY``; ``settings`` holds that entry's own settings
+    (``kernel_size`` of the blurs, ``noise_std`` of the noise), completed with their defaults. The DDPM
+    dissolver's fields below are typed ones, as the method's own.
+    """
+
+    method: str = dissolvers.NO_DISSOLVING
+    settings: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
     checkpoint_choice: str = "best"  # which of the DDPM run's checkpoints: best, last or a kept step
     resolution: int | None = None  # None: the DDPM's own; 32 for the blurs
@@ -77,20 +82,16 @@ class DissolveConfig:
     per_sample_t: bool = True
     weights: Weights = "auto"
     input_range: InputRange = "normalized"
-    kernel_size: int = 7
-    noise_std: float = 0.1
     unet_dtype: UnetDtype = "fp32"  # the DDPM UNet forward under bf16/fp16 autocast (GPU fast path)
     graphs: bool = False  # capture the UNet with CUDA graphs (torch.compile reduce-overhead); CUDA only
     cache: bool = False  # precompute every (image, flip, t) once (diffusion_models/dissolve_cache.py)
 
     def __post_init__(self) -> None:
-        _check_choice(self.method, DissolveMethod, "--shift_trans_type")
+        self._check_settings()
         _check_choice(self.unet_dtype, UnetDtype, "--dissolve_dtype")
         if (self.cache or self.graphs or self.unet_dtype != "fp32") and self.method != "ddpm":
             raise UserError("--dissolve_cache, --dissolve_graphs and --dissolve_dtype apply to the DDPM "
                             "dissolver only: they need a diffusion_* --shift_trans_type")
-        if not 0.0 <= self.noise_std <= 1.0:
-            raise UserError(f"--noise_std must be in [0, 1] (pixel units), got {self.noise_std}")
         _check_choice(self.weights, Weights, "--diffusion_weights")
         _check_choice(self.input_range, InputRange, "--diffusion_input_range")
         if self.checkpoint_choice not in ("best", "last") and not self.checkpoint_choice.isdigit():
@@ -102,14 +103,47 @@ class DissolveConfig:
             raise UserError(
                 f"--diffusion_offset/--diffusion_upper_offset give t in [{self.t_min}, {self.t_max}];"
                 " need 0 <= t_min <= t_max < 1000")
-        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
-            raise UserError(f"--kernel_size must be a positive odd number, got {self.kernel_size}")
         if self.resolution is not None:
             _check_positive(self.resolution, "--diff_resolution")
 
+    def _check_settings(self) -> None:
+        """The method exists, every setting is one of its own and valid; missing ones get their defaults."""
+        if self.method == dissolvers.NO_DISSOLVING:
+            own: tuple[dissolvers.Setting, ...] = ()
+        else:
+            own = dissolvers.spec_of(self.method).settings
+        names = {s.name for s in own}
+        for name in self.settings:
+            if name not in names:
+                raise UserError(f"--{name} does not apply to the {self.method!r} dissolver"
+                                + (f" (its settings: {', '.join('--' + n for n in sorted(names))})" if names else ""))
+        completed = {s.name: self.settings.get(s.name, s.default) for s in own}
+        for setting in own:
+            setting.check(completed[setting.name])
+        object.__setattr__(self, "settings", completed)
+
+    def setting(self, name: str) -> Any:
+        """One of the method's own settings (``cfg.setting("kernel_size")``)."""
+        return self.settings[name]
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DissolveConfig":
+        """A saved run's dissolve config; runs saved before settings moved into ``settings`` kept them as
+        fields (kernel_size, noise_std): those that belong to the run's method move in, the rest are dropped."""
+        values = dict(values)
+        settings = dict(values.pop("settings", {}))
+        method = values.get("method", dissolvers.NO_DISSOLVING)
+        own = set() if method == dissolvers.NO_DISSOLVING else {s.name for s in dissolvers.spec_of(method).settings}
+        for name in list(values):
+            if name in dissolvers.all_settings():
+                value = values.pop(name)
+                if name in own:
+                    settings.setdefault(name, value)
+        return cls(**values, settings=settings)
+
     @property
     def enabled(self) -> bool:
-        return self.method != "none"
+        return self.method != dissolvers.NO_DISSOLVING
 
 
 @dataclass(frozen=True)
@@ -230,7 +264,7 @@ class TrainConfig:
 
         return cls(
             data=build(DataConfig, d["data"]), run=build(RunConfig, d["run"]),
-            dissolve=build(DissolveConfig, d["dissolve"]), shift=build(ShiftConfig, d["shift"]),
+            dissolve=DissolveConfig.from_dict(d["dissolve"]), shift=build(ShiftConfig, d["shift"]),
             model=build(ModelConfig, d["model"]), loss=build(LossConfig, d["loss"]),
             optim=build(OptimConfig, d["optim"]), augment=build(AugmentConfig, d["augment"]),
         )

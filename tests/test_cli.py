@@ -3,7 +3,7 @@ import shlex
 
 import pytest
 
-from common.cli import (SHIFT_TRANS_TYPES, build_eval_parser, build_train_parser, eval_config_from_args,
+from common.cli import (build_eval_parser, build_train_parser, eval_config_from_args, shift_trans_types,
                         t_range_from_offsets, train_config_from_args)
 from common.errors import UserError
 
@@ -46,7 +46,7 @@ def test_shift_trans_types_translate_to_orthogonal_fields(name, method, kind):
 
 
 def test_every_shift_trans_type_has_a_translation():
-    assert set(SHIFT_TRANS_TYPES) >= {"diffusion_rotation", "diffusion_cutperm", "blurgaussian_rotation",
+    assert set(shift_trans_types()) >= {"diffusion_rotation", "diffusion_cutperm", "blurgaussian_rotation",
                                       "blurmedian_rotation", "blurgaussian", "blurmedian", "rotation", "cutperm"}
 
 

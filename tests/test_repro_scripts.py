@@ -114,7 +114,7 @@ def test_why_dia_variants_build_valid_train_configs():
         assert (method == "ddpm") == name.startswith("DIA"), name
         assert cfg.optim.lr_init == (0.01 if name.endswith("lr0.01") else 0.1), name
     noise = train_config_from_args(build_train_parser().parse_args(shlex.split(f"{base} {variants['noise_0.05']}")))
-    assert (noise.dissolve.method, noise.dissolve.noise_std) == ("noise", 0.05)
+    assert (noise.dissolve.method, noise.dissolve.setting("noise_std")) == ("noise", 0.05)
 
 
 def test_demo_candidates_use_the_demos_quick_preset():

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
-from diffusion_models.blur import BlurDissolver  # noqa: E402
+from training.dissolvers.blur import BlurDissolver  # noqa: E402
 from diffusion_models.checkpoint import load_ddpm  # noqa: E402
 from diffusion_models.dissolver import Dissolver  # noqa: E402
-from diffusion_models.noise import NoiseDissolver  # noqa: E402
+from training.dissolvers.noise import NoiseDissolver  # noqa: E402
 from diffusion_models.trainer import load_ddpm_data  # noqa: E402
 from diffusion_models.unet import build_unet  # noqa: E402
 from evals.metrics import summarize  # noqa: E402

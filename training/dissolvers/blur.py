@@ -1,7 +1,7 @@
 """Heuristic dissolvers: Gaussian and median blur (the paper's ablation).
 
 Same interface and geometry as the diffusion dissolver: down-sample to the
-DDPM resolution, filter, up-sample back, so that the only difference from
+dissolving resolution R, filter, up-sample back, so that the only difference from
 :class:`~diffusion_models.dissolver.Dissolver` is the filter. Both filters pad
 with zeros, as upstream's (kornia's median blur always does; upstream's
 Gaussian convolution did too).
@@ -14,10 +14,12 @@ import kornia
 import torch
 from torch import nn
 
+from common.config import DissolveConfig
 from common.errors import UserError
 from diffusion_models.resample import Resampler
 
 BlurKind = Literal["gaussian", "median"]
+BLUR_RESOLUTION = 32  # the default dissolving resolution R of the filters (paper Table 9: 32 is best)
 
 
 def opencv_sigma(kernel_size: int) -> float:
@@ -66,3 +68,22 @@ class BlurDissolver(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}, kernel_size={self.kernel_size}, {self.resampler!r}"
+
+
+def _build(kind: BlurKind, cfg: DissolveConfig, image_size: int, device: torch.device,
+           kernel_size: int | None = None) -> BlurDissolver:
+    kernel = cfg.setting("kernel_size") if kernel_size is None else kernel_size
+    return BlurDissolver(kind, kernel, image_size=image_size, resolution=cfg.resolution or BLUR_RESOLUTION).to(device)
+
+
+def build_gaussian(cfg: DissolveConfig, image_size: int, device: torch.device) -> BlurDissolver:
+    return _build("gaussian", cfg, image_size, device)
+
+
+def build_median(cfg: DissolveConfig, image_size: int, device: torch.device) -> BlurDissolver:
+    return _build("median", cfg, image_size, device)
+
+
+def build_resize_only(cfg: DissolveConfig, image_size: int, device: torch.device) -> BlurDissolver:
+    """Paper Table 8 "resize only": down to R and back, no filter (a kernel-1 blur)."""
+    return _build("gaussian", cfg, image_size, device, kernel_size=1)

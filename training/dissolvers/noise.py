@@ -10,8 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from common.config import DissolveConfig
 from common.errors import UserError
 from diffusion_models.resample import Resampler
+from training.dissolvers.blur import BLUR_RESOLUTION
 
 
 class NoiseDissolver(nn.Module):
@@ -38,3 +40,8 @@ class NoiseDissolver(nn.Module):
 
     def extra_repr(self) -> str:
         return f"std={self.std}, {self.resampler!r}"
+
+
+def build(cfg: DissolveConfig, image_size: int, device: torch.device) -> NoiseDissolver:
+    return NoiseDissolver(cfg.setting("noise_std"), image_size=image_size,
+                          resolution=cfg.resolution or BLUR_RESOLUTION).to(device)
