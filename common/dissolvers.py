@@ -65,6 +65,13 @@ REGISTRY: tuple[DissolverSpec, ...] = (
                   "additive Gaussian noise at the dissolving resolution",
                   (Setting("noise_std", float, 0.1, "noise_*: std of the additive Gaussian noise, in pixel units",
                            valid=lambda s: 0.0 <= s <= 1.0, requirement="in [0, 1] (pixel units)"),)),
+    DissolverSpec("wavelet", "wavelet", "training.dissolvers.wavelet:build",
+                  "Haar wavelet shrinkage at the dissolving resolution: detail weaker than the threshold is wiped out",
+                  (Setting("wavelet_threshold", float, 0.05,
+                           "wavelet_*: soft threshold of the Haar detail coefficients, in pixel units",
+                           valid=lambda s: 0.0 <= s <= 1.0, requirement="in [0, 1] (pixel units)"),
+                   Setting("wavelet_levels", int, 2, "wavelet_*: Haar levels (the resolution must divide by 2^levels)",
+                           valid=lambda n: 1 <= n <= 5, requirement="an integer in [1, 5]"))),
 )
 
 NO_DISSOLVING = "none"  # DissolveConfig.method of a CSI run: no third branch, so no entry and no builder
