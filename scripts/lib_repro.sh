@@ -16,8 +16,13 @@ PY="${PY:-$REPO/.venv/bin/python}"
 RESULTS="$(mkdir -p "${RESULTS:-$REPO/results}" && cd "${RESULTS:-$REPO/results}" && pwd)"
 DDPM_DIR="$(mkdir -p "${DDPM_DIR:-$REPO/runs/ddpm}" && cd "${DDPM_DIR:-$REPO/runs/ddpm}" && pwd)"
 
-# preset <quick|paper>: sets the scale knobs. quick runs on a 2-core CPU (about 6 min per model, one
-# thread each; run two scripts side by side); paper is the paper's setting (GPU).
+# preset <quick|cpu|paper> [dataset]: sets the scale knobs.
+#   quick  a 2-core CPU, about 6 min per model (one thread each; run two scripts side by side);
+#   cpu    the setting of the CPU figures in docs/results.md: the paper's epochs (200; EPOCHS=<n> for fewer) at
+#          ResNet-18 width 16 with the upstream schedule, validation every 10 epochs with a kept checkpoint each
+#          time (for the optimistic "upstream protocol" figure), a dim-16 DDPM of 1,500 steps; chestxray at 64 px,
+#          15 epochs of at most 20 steps. Its tables go to $RESULTS/paper_cpu;
+#   paper  the paper's setting (GPU).
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"  # small tensors: one thread per job beats two on 2 cores
 preset() {
   case "$1" in
@@ -25,11 +30,21 @@ preset() {
       DDPM_FLAGS=(--dim 16 --dim_mults 1,2,2 --train_steps 2000 --batch_size 16)
       TRAIN_FLAGS=(--width 16 --epochs 20 --batch_size 32 --warmup 2 --save_step 2 --val_samples 2)
       EVAL_FLAGS=(--ood_samples 10 --resize_factor 0.54 --resize_fix) ;;
+    cpu)
+      DDPM_FLAGS=(--dim 16 --dim_mults 1,2,2 --train_steps 1500 --batch_size 16 --grad_accum 1 --val_every 250)
+      if [ "${2:-}" = chestxray ]; then
+        TRAIN_FLAGS=(--width 16 --epochs 15 --batch_size 32 --image_size 64 --steps_per_epoch 20 --warmup 2
+                     --save_step 3 --val_samples 2 --keep_checkpoints)
+      else
+        TRAIN_FLAGS=(--width 16 --epochs 200 --batch_size 32 --warmup 10 --save_step 10 --val_samples 2
+                     --keep_checkpoints)
+      fi
+      EVAL_FLAGS=(--ood_samples 10 --resize_factor 0.54 --resize_fix) ;;
     paper)
       DDPM_FLAGS=(--dim 64 --dim_mults 1,2,4,8 --train_steps 25000 --batch_size 64)
       TRAIN_FLAGS=(--width 64 --epochs 200 --batch_size 32 --warmup 10 --save_step 1 --val_samples 2)
       EVAL_FLAGS=(--ood_samples 10 --resize_factor 0.54 --resize_fix) ;;
-    *) echo "error: scale must be quick or paper, got '$1'" >&2; exit 2 ;;
+    *) echo "error: scale must be quick, cpu or paper, got '$1'" >&2; exit 2 ;;
   esac
   # The classifier's fast path (docs/speed.md): bf16 autocast + channels_last where the device computes bf16
   # natively (CUDA, AVX512-BF16/AMX CPUs; elsewhere train.py says so in one line and runs fp32). FAST=0: fp32, as
@@ -50,7 +65,10 @@ aggregate() { (cd "$REPO" && "$PY" -m evals.aggregate "$@"); }
 
 # data_root <dataset>: where each dataset lives (override with DATA_ROOT=...).
 data_root() {
-  if [ -n "${DATA_ROOT:-}" ]; then echo "$DATA_ROOT"; return; fi
+  if [ -n "${DATA_ROOT:-}" ]; then
+    [ -d "$DATA_ROOT" ] || { echo "error: DATA_ROOT $DATA_ROOT is not a folder" >&2; exit 2; }
+    (cd "$DATA_ROOT" && pwd); return  # absolute: the DDPM and the runs record it
+  fi
   case "$1" in
     breastmnist) echo "$REPO/datasets/builtin" ;;
     *) echo "$REPO/data/$1" ;;
@@ -83,6 +101,33 @@ ddpm() {
     fi
   ) 9>"$dir.lock"
   echo "$dir"
+}
+
+# run_jobs <table> <dataset> <class> <ddpm resolution> <DIA flags> <items...>: each item is a seed (CSI and DIA),
+# VARIANT:SEED (CSI:0, DIA:2) or DDPM (train the dissolver only), run in the order given, so two shells can split
+# the work; the run cache's lock makes a job the other shell already runs wait, never train twice. The DDPM is
+# trained (or waited for) at the first job that needs it, so a shell that starts with CSI does not wait for it.
+run_jobs() {
+  local table="$1" ds="$2" cls="$3" res="$4" dia_flags="$5" ckpt="" item variant seed jobs=(); shift 5
+  for item in "$@"; do  # a plain seed is its two jobs
+    if [[ "$item" =~ ^[0-9]+$ ]]; then jobs+=("CSI:$item" "DIA:$item"); else jobs+=("$item"); fi
+  done
+  for item in "${jobs[@]}"; do
+    case "$item" in
+      DDPM) ckpt="$(ddpm "$ds" "$cls" "$res")"; continue ;;
+      *:*) variant="${item%%:*}"; seed="${item##*:}" ;;
+      *) echo "error: job '$item' must be a seed, CSI:<seed>, DIA:<seed> or DDPM" >&2; exit 2 ;;
+    esac
+    [[ "$seed" =~ ^[0-9]+$ ]] || { echo "error: job '$item': the seed must be a number" >&2; exit 2; }
+    case "$variant" in
+      CSI) run_one "$table" "$ds" "$cls" CSI "$seed" --mode simclr_CSI --shift_trans_type rotation ;;
+      DIA) [ -n "$ckpt" ] || ckpt="$(ddpm "$ds" "$cls" "$res")"
+           # shellcheck disable=SC2086  # the extra DIA flags split into words on purpose
+           run_one "$table" "$ds" "$cls" DIA "$seed" --mode simclr_DIA --shift_trans_type diffusion_rotation \
+             --diffusion_model_path "$ckpt" $dia_flags ;;
+      *) echo "error: job '$item' must be a seed, CSI:<seed>, DIA:<seed> or DDPM" >&2; exit 2 ;;
+    esac
+  done
 }
 
 # run_one <table> <dataset> <class> <variant> <seed> [train.py flags...]: train, then evaluate best.pt on test.

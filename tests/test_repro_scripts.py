@@ -124,3 +124,54 @@ def test_demo_candidates_use_the_demos_quick_preset():
         text = (REPO / "scripts" / script).read_text()
         return {name: re.search(rf"\b{name}=\(([^)]*)\)", text).group(1) for name in ("DDPM", "DIA")}
     assert arrays("studies/demo_candidates.sh") == arrays("demo.sh")  # demo.sh's first DDPM=/DIA= are the quick preset
+
+
+def lib_output(body: str, **env) -> subprocess.CompletedProcess:
+    script = f'source "{REPO}/scripts/lib_repro.sh"\n{body}'
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PY": sys.executable, **env})
+
+
+@pytest.mark.parametrize("dataset, epochs, former", [
+    # the flags the former CPU-only table scripts passed (the quick preset plus their overrides)
+    ("breastmnist", "200", "--width 16 --epochs 20 --batch_size 32 --warmup 2 --save_step 2 --val_samples 2 --amp "
+                           "--channels_last --epochs 200 --warmup 10 --save_step 10 --keep_checkpoints"),
+    ("breastmnist", "50", "--width 16 --epochs 20 --batch_size 32 --warmup 2 --save_step 2 --val_samples 2 --amp "
+                          "--channels_last --epochs 50 --warmup 10 --save_step 10 --keep_checkpoints"),
+    ("chestxray", "", "--width 16 --epochs 20 --batch_size 32 --warmup 2 --save_step 2 --val_samples 2 --amp "
+                      "--channels_last --epochs 15 --image_size 64 --steps_per_epoch 20 --warmup 2 --save_step 3 "
+                      "--keep_checkpoints"),
+])
+def test_cpu_preset_keeps_the_run_keys_of_the_cpu_figures(tmp_path, dataset, epochs, former):
+    """The cpu preset replaced two CPU-only scripts: the same runs must come out (same cache key, same DDPM flags)."""
+    body = (f'preset cpu {dataset}; run_key "${{TRAIN_FLAGS[@]}}"; run_key {former}; '
+            'run_key "${DDPM_FLAGS[@]}"; '
+            'run_key --dim 16 --dim_mults 1,2,2 --train_steps 2000 --batch_size 16 --train_steps 1500 '
+            '--grad_accum 1 --val_every 250')
+    result = lib_output(body, RESULTS=str(tmp_path / "r"), DDPM_DIR=str(tmp_path / "d"),
+                        **({"EPOCHS": epochs} if epochs else {}))
+    assert result.returncode == 0, result.stderr
+    new, old, ddpm_new, ddpm_old = result.stdout.split()
+    assert new == old and ddpm_new == ddpm_old
+
+
+def test_run_jobs_expands_seeds_trains_the_ddpm_once_and_refuses_a_bad_job(tmp_path):
+    body = """
+ddpm() { echo "ddpm $*" >&2; echo /ddpm/dir; }
+run_one() { echo "run_one $*"; }
+run_jobs T breastmnist 0 32 "--x 1" CSI:2 1 DIA:3
+"""
+    result = lib_output(body, RESULTS=str(tmp_path / "r"), DDPM_DIR=str(tmp_path / "d"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert result.stderr.count("ddpm ") == 1, "the DDPM is asked for once, at the first DIA job"
+    assert lines == [
+        "run_one T breastmnist 0 CSI 2 --mode simclr_CSI --shift_trans_type rotation",
+        "run_one T breastmnist 0 CSI 1 --mode simclr_CSI --shift_trans_type rotation",
+        "run_one T breastmnist 0 DIA 1 --mode simclr_DIA --shift_trans_type diffusion_rotation "
+        "--diffusion_model_path /ddpm/dir --x 1",
+        "run_one T breastmnist 0 DIA 3 --mode simclr_DIA --shift_trans_type diffusion_rotation "
+        "--diffusion_model_path /ddpm/dir --x 1"]
+    bad = lib_output("run_jobs T breastmnist 0 32 '' SIMCLR:0", RESULTS=str(tmp_path / "r"),
+                     DDPM_DIR=str(tmp_path / "d"))
+    assert bad.returncode == 2 and "job 'SIMCLR:0' must be a seed" in bad.stderr

@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Paper Table 1: DIA vs CSI.   usage: scripts/paper/repro_main.sh [dataset] [class] [quick|paper] [seeds...]
+# Paper Table 1: DIA vs CSI.
+#   usage: scripts/paper/repro_main.sh [dataset] [class] [quick|cpu|paper] [jobs...]
+#   jobs: seeds (CSI and DIA each; default 0 1 2), or VARIANT:SEED items (CSI:0 DIA:2) and DDPM (the dissolver
+#   only), run in the order given, so two shells can split the work:
+#     EPOCHS=200 scripts/paper/repro_main.sh breastmnist 0 cpu DIA:0 CSI:1 CSI:2 &
+#     EPOCHS=200 scripts/paper/repro_main.sh breastmnist 0 cpu CSI:0 DIA:1 DIA:2
+#   The cpu preset (scripts/lib_repro.sh) is the setting of the CPU figures in docs/results.md; its runs go to
+#   $RESULTS/paper_cpu. Data other than the shipped BreastMNIST: DATA_ROOT=<folder>, e.g. the Kermany chest X-rays
+#     DATA_ROOT=path/to/chest_xray_224 scripts/paper/repro_main.sh chestxray 0 cpu DDPM DIA:0 CSI:1 CSI:2
 source "$(dirname "$0")/../lib_repro.sh"
-DS="${1:-breastmnist}"; CLS="${2:-1}"; preset "${3:-quick}"; shift $(( $# < 3 ? $# : 3 )); SEEDS=(${@:-0 1 2})
-CKPT="$(ddpm "$DS" "$CLS")"
-for s in "${SEEDS[@]}"; do
-  run_one main "$DS" "$CLS" CSI "$s" --mode simclr_CSI --shift_trans_type rotation
-  run_one main "$DS" "$CLS" DIA "$s" --mode simclr_DIA --shift_trans_type diffusion_rotation --diffusion_model_path "$CKPT"
-done
-aggregate "$RESULTS" --table main
+DS="${1:-breastmnist}"; CLS="${2:-1}"; preset "${3:-quick}" "$DS"; shift $(( $# < 3 ? $# : 3 ))
+TABLE=main; [ "$SCALE" = cpu ] && TABLE=paper_cpu
+JOBS=("$@"); [ ${#JOBS[@]} -gt 0 ] || JOBS=(0 1 2)
+run_jobs "$TABLE" "$DS" "$CLS" 32 "" "${JOBS[@]}"
+aggregate "$RESULTS" --table "$TABLE"

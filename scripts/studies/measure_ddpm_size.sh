@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # DDPM quality: is the DDPM's dissolving specific to the class it was trained on, and does that grow
-# with the DDPM's size? Trains (or reuses) the repro DDPM of scripts/paper/repro_paper_breast_cpu.sh (1,500 steps,
+# with the DDPM's size? Trains (or reuses) the DDPM of the cpu preset (scripts/lib_repro.sh) (1,500 steps,
 # batch 16, validated every 250 steps) on BreastMNIST class 0 AND class 1 at the given size, then prints, per
 # validated step, each DDPM's anomalous/normal change ratio and the own-class factor (scripts/diagnostics/class_specificity.py:
 # 1.00 = the change follows image content only, whichever class the DDPM saw). Validation images only.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every table of docs/results.md's CPU sections on DIA vs CSI (and why DIA does not clearly win), from the
-# runs of repro_paper_breast_cpu.sh and repro_chest_cpu.sh: mean ± std and best validation AUROC, paired
+# runs of scripts/paper/repro_main.sh's cpu preset: mean ± std and best validation AUROC, paired
 # DIA − CSI per seed and over seeds, per-seed lines, the optimistic "upstream protocol" figure (evaluates the
 # kept checkpoints the first time); then the validation-only tables of why_dia_cpu.sh.
 #   usage: scripts/studies/report_why_dia.sh [RESULTS]      (default results/)

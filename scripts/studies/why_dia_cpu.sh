@@ -3,7 +3,7 @@
 # BreastMNIST class 0 (the paper's setting), quick preset (width 16, B = 32), EPOCHS (default 40) epochs with
 # the upstream schedule (10 warm-up epochs), validation every 5 epochs with 2 samples.
 #   usage: scripts/studies/why_dia_cpu.sh DDPM_DIR JOBS...        JOBS are VARIANT:SEED, e.g. DIA:0 noise_0.05:1
-#   DDPM_DIR "auto" trains (or reuses) the DDPM of scripts/paper/repro_paper_breast_cpu.sh for the class.
+#   DDPM_DIR "auto" trains (or reuses) the DDPM of the cpu preset (scripts/lib_repro.sh) for the class.
 #   variants: CSI, DIA (defaults), DIA_range_upstream (--diffusion_input_range upstream: about twice the change
 #   in pixel units), DIA_t100_299 (stronger dissolving), DIA_lr0.01 and CSI_lr0.01 (--lr_init 0.01, peak lr 0.1
 #   instead of 1.0: every 200-epoch run peaked at the end of warm-up), noise_0.05 (additive noise,
@@ -12,7 +12,7 @@
 source "$(dirname "$0")/../lib_repro.sh"
 CKPT="${1:?usage: scripts/studies/why_dia_cpu.sh DDPM_DIR JOBS...}"; shift
 CLS="${CLASS:-0}"; EPOCHS="${EPOCHS:-40}"
-DDPM_STEPS="${DDPM_STEPS:-1500}"  # the DDPM of scripts/paper/repro_paper_breast_cpu.sh
+DDPM_STEPS="${DDPM_STEPS:-1500}"  # the DDPM of the cpu preset (scripts/lib_repro.sh)
 DDPM_EXTRA="${DDPM_EXTRA:---grad_accum 1 --val_every 250}"
 preset quick
 [ "$CKPT" = auto ] && CKPT="$(ddpm breastmnist "$CLS")"
