@@ -86,6 +86,15 @@ def test_resume_refuses_flags_that_change_what_the_run_is(tmp_path, change, flag
     assert load_checkpoint(tmp_path / "a" / "last.pt")["epoch"] == 3
 
 
+def test_resume_refuses_another_setting_of_the_same_dissolver(tmp_path):
+    blur = "--mode simclr_DIA --shift_trans_type blurmedian_rotation"
+    stopped = run_training(train_cfg(f"{blur} --kernel_size 3 --epochs 2", tmp_path / "a"), show_progress=False,
+                           stop_after_epoch=1)
+    with pytest.raises(UserError, match="--kernel_size is 5 here but 3 in the checkpoint"):
+        run_training(train_cfg(f"{blur} --kernel_size 5 --epochs 2 --resume_path {stopped}", tmp_path / "a"),
+                     show_progress=False)
+
+
 @pytest.mark.skipif(not native_bf16(torch.device("cpu")),
                     reason="this CPU has no native bf16 (AVX512-BF16/AMX): --amp runs fp32 here")
 def test_amp_on_a_bf16_cpu_trains_with_a_finite_loss_close_to_fp32(tmp_path):

@@ -227,6 +227,11 @@ def check_same_run(cfg: TrainConfig, stored: TrainConfig, path: str) -> None:
         if new != old:
             raise UserError(f"--resume_path {path}: {flag} is {new!r} here but {old!r} in the checkpoint; "
                             "resuming cannot change what the run is (use a new --logdir)")
+    for name, new in cfg.dissolve.settings.items():  # the dissolver's own settings (same method, checked above)
+        old = stored.dissolve.settings.get(name)
+        if new != old:
+            raise UserError(f"--resume_path {path}: --{name} is {new!r} here but {old!r} in the checkpoint; "
+                            "resuming cannot change what the run is (use a new --logdir)")
 
 
 def diverged_message(what: str, lr_flag: str, last: Path) -> str:
