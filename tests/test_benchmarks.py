@@ -42,9 +42,11 @@ def test_benchmark_train_prints_step_time_and_ratio(tmp_path):
 
 def test_benchmark_ddpm_prints_images_per_second_and_the_ratio_to_fp32(tmp_path):
     out = run_script("benchmark_ddpm.py", "--dim", "8", "--mults", "1,2", "--batch", "2", "--repeats", "1",
-                     "--warmup", "1", "--settings", "fp32", "bf16", "--device", "cpu", "--json", str(tmp_path / "d.json"))
+                     "--warmup", "1", "--settings", "fp32", "bf16", "math_attention", "native_conv", "--device", "cpu",
+                     "--json", str(tmp_path / "d.json"))
     rows = json.loads((tmp_path / "d.json").read_text())["rows"]
-    assert [r["setting"] for r in rows] == ["fp32", "bf16"]
+    assert [r["setting"] for r in rows] == ["fp32", "bf16", "math_attention", "native_conv"]
+    assert all(r["ms_per_step"] > 0 for r in rows[2:]), out
     assert rows[0]["images_per_s"] > 0 and re.search(r"fp32\s+[\d.]+ ms/step \|\s+[\d.]+ images/s", out), out
     from common.device import native_bf16  # bf16 is measured where the CPU has it natively, else says why not
     if native_bf16(__import__("torch").device("cpu")):

@@ -6,7 +6,11 @@ Settings, measured one after the other in one run so their ratios compare like w
   device computes bf16 natively (a CPU with AVX512-BF16 or AMX, CUDA Ampere or newer);
 - ``channels_last+bf16``: ``bf16`` with the UNet and its input in channels-last (NHWC) memory;
 - ``compiled`` and ``compiled+bf16``: the same under ``torch.compile`` (inductor; needs a C compiler on a CPU),
-  after warm-up calls that compile.
+  after warm-up calls that compile;
+- ``math_attention``: fp32 with attention as plain matrix products and softmax (the SDPA "math" backend) instead of
+  the fused CPU kernel, whose backward is slow at small head sizes;
+- ``native_conv``: fp32 with oneDNN switched off, so convolutions take PyTorch's own kernels (small channel counts
+  run far below peak in oneDNN).
 
     python scripts/benchmarks/benchmark_ddpm.py --dim 32 --mults 1,2,4,8          # the long-DDPM study's UNet
     python scripts/benchmarks/benchmark_ddpm.py --dim 16 --mults 1,2,2 --settings fp32 bf16 compiled
@@ -15,18 +19,21 @@ Settings, measured one after the other in one run so their ratios compare like w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
 from pathlib import Path
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from common.device import native_bf16  # noqa: E402
 from diffusion_models.unet import build_scheduler, build_unet, count_parameters, eps_l1  # noqa: E402
 
-SETTINGS = ("fp32", "bf16", "channels_last+bf16", "compiled", "compiled+bf16")
+SETTINGS = ("fp32", "bf16", "channels_last+bf16", "compiled", "compiled+bf16", "math_attention", "native_conv")
+DEFAULT_SETTINGS = SETTINGS[:5]
 
 
 def step_fn(unet, device: torch.device, batch: int, bf16: bool, channels_last: bool = False):
@@ -63,16 +70,18 @@ def measure(setting: str, args, device: torch.device) -> dict:
         unet = unet.to(memory_format=torch.channels_last)
     forward = torch.compile(unet) if setting.startswith("compiled") else unet
     step = step_fn(forward, device, args.batch, bf16, channels_last)
-    t0 = time.perf_counter()
-    for _ in range(args.warmup):
-        step()
-    warm_s = time.perf_counter() - t0
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    losses = [step() for _ in range(args.repeats)]
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    attention = sdpa_kernel([SDPBackend.MATH]) if setting == "math_attention" else contextlib.nullcontext()
+    with attention, torch.backends.mkldnn.flags(enabled=setting != "native_conv"):
+        t0 = time.perf_counter()
+        for _ in range(args.warmup):
+            step()
+        warm_s = time.perf_counter() - t0
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        losses = [step() for _ in range(args.repeats)]
+        if device.type == "cuda":
+            torch.cuda.synchronize()
     ms = (time.perf_counter() - t0) / args.repeats * 1000
     return {"setting": setting, "ms_per_step": ms, "images_per_s": args.batch / ms * 1000,
             "warmup_s": warm_s, "last_loss": losses[-1], "params": count_parameters(unet)}
@@ -100,7 +109,7 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS)
+    p.add_argument("--settings", nargs="+", default=list(DEFAULT_SETTINGS), choices=SETTINGS)
     p.add_argument("--device", default=None)
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--profile", action="store_true", help="instead: the ops that take an fp32 step's time")
