@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import get_args
 
+from common import dissolvers
 from common.config import (AUTO_BACKBONE, EVAL_CROP, AugmentConfig, DataConfig, DissolveConfig, EvalConfig,
                            LossConfig, ModelConfig, OptimConfig, PredictConfig, RunConfig, ShiftConfig, ShiftKind,
                            ThresholdConfig, TrainConfig)
-from common import dissolvers
 from common.errors import UserError
 
 # --mode -> whether the dissolved branch exists (DIA: three branches, CSI: two).

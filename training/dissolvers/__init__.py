@@ -1,8 +1,8 @@
 """DissolveConfig -> the callable that makes DIA's third branch (or None for CSI), and the DDPM's data check.
 
-One module per dissolver (``identity``, ``ddpm``, ``blur``, ``noise``), each with a builder that the table in
-``common/dissolvers.py`` names. Every dissolver maps (B, 3, H, W) in [0, 1] to the same shape, accepts a
-``generator`` keyword, and runs without gradients on the classifier's device.
+One module per dissolver in this package, each with a builder that its entry in the table of
+``common/dissolvers.py`` names (docs/dissolvers.md). Every dissolver maps (B, 3, H, W) in [0, 1] to the same
+shape, accepts a ``generator`` keyword, and runs without gradients on the classifier's device.
 """
 from __future__ import annotations
 
