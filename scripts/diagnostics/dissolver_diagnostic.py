@@ -3,7 +3,8 @@
 DIA's premise is that a DDPM trained on normal images dissolves the fine detail of *anomalous* images more.
 This script puts the trained DDPM beside controls on the same validation images, at the DDPM resolution:
 - the same UNet **untrained** (what image statistics alone give a one-step x̂₀),
-- Gaussian and median blur (the paper's heuristic dissolvers), additive Gaussian noise (the reviewers' question).
+- Gaussian and median blur (the paper's heuristic dissolvers), additive Gaussian noise (the reviewers' question),
+  Haar wavelet shrinkage.
 For each: mean |x − dissolve(x)| on normal and on anomalous validation images, their ratio, and the
 validation AUROC of the change itself used as an anomaly score (less change = more normal): 0.5 means the
 dissolver's change carries no information about anomalies.
@@ -22,13 +23,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
-from training.dissolvers.blur import BlurDissolver  # noqa: E402
 from diffusion_models.checkpoint import load_ddpm  # noqa: E402
 from diffusion_models.dissolver import Dissolver  # noqa: E402
-from training.dissolvers.noise import NoiseDissolver  # noqa: E402
 from diffusion_models.trainer import load_ddpm_data  # noqa: E402
 from diffusion_models.unet import build_unet  # noqa: E402
 from evals.metrics import summarize  # noqa: E402
+from training.dissolvers.blur import BlurDissolver  # noqa: E402
+from training.dissolvers.noise import NoiseDissolver  # noqa: E402
+from training.dissolvers.wavelet import WaveletDissolver  # noqa: E402
 
 
 @torch.no_grad()
@@ -54,6 +56,9 @@ def dissolvers(ckpt, resolution: int, t: int) -> dict[str, Callable[[torch.Tenso
     for std in (0.02, 0.05, 0.1):
         noise = NoiseDissolver(std, image_size=resolution, resolution=resolution)
         table[f"noise std={std}"] = lambda x, m=noise: m(x, generator=torch.Generator().manual_seed(0))
+    for threshold in (0.02, 0.05, 0.1):
+        table[f"wavelet threshold={threshold}, 2 levels"] = WaveletDissolver(threshold, 2, image_size=resolution,
+                                                                             resolution=resolution)
     return table
 
 
