@@ -5,7 +5,7 @@ and from inside ``diffusion_models/`` (``python train_eval_ddpm.py``), as
 upstream's README runs it. Examples::
 
     python diffusion_models/train_eval_ddpm.py --mode train --dataset breastmnist \
-        --data_root ../shared/data --one_class_idx 1 --train_steps 2000
+        --data_root datasets/builtin --one_class_idx 1 --train_steps 2000
     python diffusion_models/train_eval_ddpm.py --mode eval --load_path runs/ddpm/breastmnist-c1-32
 """
 from __future__ import annotations
