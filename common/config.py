@@ -134,11 +134,10 @@ class DissolveConfig:
         settings = dict(values.pop("settings", {}))
         method = values.get("method", dissolvers.NO_DISSOLVING)
         own = set() if method == dissolvers.NO_DISSOLVING else {s.name for s in dissolvers.spec_of(method).settings}
-        for name in list(values):
-            if name in dissolvers.all_settings():
-                value = values.pop(name)
-                if name in own:
-                    settings.setdefault(name, value)
+        for name in set(values) & set(dissolvers.all_settings()):
+            value = values.pop(name)
+            if name in own:
+                settings.setdefault(name, value)
         return cls(**values, settings=settings)
 
     @property

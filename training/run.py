@@ -222,15 +222,13 @@ def fit_backbone(cfg: TrainConfig, image_size: int) -> tuple[TrainConfig, str | 
 
 def check_same_run(cfg: TrainConfig, stored: TrainConfig, path: str) -> None:
     """Refuse to resume a run under flags that change what it is (a CSI run continued as DIA, say)."""
-    for flag, (section, name) in RUN_IDENTITY.items():
-        new, old = getattr(getattr(cfg, section), name), getattr(getattr(stored, section), name)
+    pairs = [(flag, getattr(getattr(cfg, section), name), getattr(getattr(stored, section), name))
+             for flag, (section, name) in RUN_IDENTITY.items()]
+    # the dissolver's own settings (the same method once the pairs above agree)
+    pairs += [(f"--{name}", new, stored.dissolve.settings.get(name)) for name, new in cfg.dissolve.settings.items()]
+    for flag, new, old in pairs:
         if new != old:
             raise UserError(f"--resume_path {path}: {flag} is {new!r} here but {old!r} in the checkpoint; "
-                            "resuming cannot change what the run is (use a new --logdir)")
-    for name, new in cfg.dissolve.settings.items():  # the dissolver's own settings (same method, checked above)
-        old = stored.dissolve.settings.get(name)
-        if new != old:
-            raise UserError(f"--resume_path {path}: --{name} is {new!r} here but {old!r} in the checkpoint; "
                             "resuming cannot change what the run is (use a new --logdir)")
 
 

@@ -49,7 +49,7 @@ class BlurDissolver(nn.Module):
     which is lossless for the 28 → 32 pad).
     """
 
-    def __init__(self, kind: BlurKind, kernel_size: int, image_size: int, resolution: int = 32):
+    def __init__(self, kind: BlurKind, kernel_size: int, image_size: int, resolution: int = BLUR_RESOLUTION):
         super().__init__()
         if kind not in BLUR_FILTERS:
             raise UserError(f"unknown blur kind {kind!r}; valid: {', '.join(BLUR_FILTERS)}")
